@@ -1,0 +1,21 @@
+# FLOW: the two commands a new user needs are `make run` and `make test`.
+.PHONY: run test setup lock clean
+
+PY := .venv/bin/python
+
+setup:
+	@bash tools/bootstrap.sh
+
+run: setup
+	@exec $(PY) -m tools.devstack
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Re-resolve the app's dependencies after changing a pyproject.toml.
+lock: setup
+	.state/uv/bin/uv lock --python python3.11
+	.state/uv/bin/uv export --frozen --format requirements-txt --no-emit-workspace --all-packages --group dev --no-header -o requirements.lock
+
+clean:
+	rm -rf .state .venv

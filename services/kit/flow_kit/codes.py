@@ -1,0 +1,47 @@
+"""FLOW's stable message codes: one place, so logs, API errors and callbacks agree.
+
+A code never changes meaning once published; add new ones at the end of their range.
+R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue;
+R09x: FLOW's own faults.
+"""
+
+from enum import Enum
+
+__all__ = ["Code"]
+
+
+class Code(str, Enum):
+    def __new__(cls, value: str, message: str) -> "Code":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.message = message
+        return member
+
+    message: str
+
+    APPLIED = ("R000", "posting applied")
+    INVALID_BODY = ("R001", "request body is not a valid posting")
+    INVALID_BRANCH = ("R002", "branch must be 1 to 10 letters or digits")
+    INVALID_ACCOUNT = ("R003", "account must be 1 to 20 letters or digits")
+    INVALID_AMOUNT = ("R004", "amount must be a decimal greater than 0 with at most 2 decimals and 13 integer digits")
+    INVALID_DEBITCREDIT = ("R005", "debitcredit must be 'D' or 'C'")
+    INVALID_EVENTCODE = ("R006", "eventcode must be a positive integer")
+    DATEREF_TOO_OLD = ("R007", "dateref is older than the retroactive window allows")
+    DATEREF_IN_FUTURE = ("R008", "dateref is in the future")
+    INVALID_TRACEKEY = ("R009", "tracekey must be a UUID")
+    INVALID_DETAILS = ("R010", "details must be a JSON object")
+    INVALID_ID = ("R011", "id must be a UUID")
+    UNKNOWN_FIELD = ("R012", "the request has a field FLOW does not know")
+    INVALID_DATEREF = ("R013", "dateref must be a date as YYYY-MM-DD")
+    INVALID_DESCRIPTION = ("R014", "description must be text of at most 200 characters")
+    EVENT_NOT_FOUND = ("R020", "event does not exist")
+    EVENT_INACTIVE = ("R021", "event is not active")
+    EVENT_DISALLOWS_DEBIT = ("R022", "event does not allow debits")
+    EVENT_DISALLOWS_CREDIT = ("R023", "event does not allow credits")
+    ID_REUSED = ("R030", "id was already used for a posting with other content")
+    TRANSACTION_NOT_FOUND = ("R040", "no posting with that id has been handled yet")
+    INVALID_RANGE = ("R041", "from and to must be dates with from <= to, at most 366 days apart")
+    INVALID_QUERY = ("R042", "invalid query parameter")
+    UNPARSEABLE_MESSAGE = ("R050", "queue message is not a valid posting")
+    UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
+    INTERNAL_ERROR = ("R099", "internal error; the technical team has the details")

@@ -1,0 +1,56 @@
+"""The central error handling: every error answer is `{"code", "message"}` with a stable code,
+and nothing internal (stack traces, SQL, secrets) ever reaches a client."""
+
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .codes import Code
+
+__all__ = ["FlowError", "error_body", "install_error_handlers"]
+
+_log = logging.getLogger(__name__)
+
+
+class FlowError(Exception):
+    """An expected failure with its code and HTTP status."""
+
+    def __init__(self, code: Code, status_code: int, message: str | None = None, **detail) -> None:
+        super().__init__(message or code.message)
+        self.code = code
+        self.status_code = status_code
+        self.message = message or code.message
+        self.detail = detail
+
+
+def error_body(code: Code, message: str | None = None, **detail) -> dict:
+    return {"code": code.value, "message": message or code.message, **detail}
+
+
+def install_error_handlers(app: FastAPI, validation_code: Callable | None = None) -> None:
+    """`validation_code(errors)` picks the code for a request that failed validation (default R001)."""
+
+    @app.exception_handler(FlowError)
+    async def _flow_error(request: Request, exc: FlowError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, **exc.detail), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        code = validation_code(errors) if validation_code else Code.INVALID_BODY
+        fields = [".".join(str(part) for part in err["loc"] if part != "body") for err in errors]
+        return JSONResponse(error_body(code, fields=fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = Code.INVALID_QUERY if exc.status_code < 500 else Code.INTERNAL_ERROR
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(error_body(Code.INTERNAL_ERROR), status_code=500)

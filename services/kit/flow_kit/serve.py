@@ -1,0 +1,42 @@
+"""Starts a service: settings validated first (a bad one stops the process with a clear message),
+then JSON logging, then uvicorn."""
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from .logs import configure_logging
+from .settings import ServiceSettings
+
+__all__ = ["load_settings", "serve"]
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(service: str, settings_class: type[S]) -> S:
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        prefix = settings_class.model_config.get("env_prefix", "")
+        lines = [f"{service}: invalid settings:"]
+        for error in exc.errors():
+            name = prefix + "_".join(str(part) for part in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        sys.exit(2)
+
+
+def serve(service: str, settings_class: type[ServiceSettings], create_app: Callable[..., FastAPI]) -> None:
+    settings = load_settings(service, settings_class)
+    configure_logging(service, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )

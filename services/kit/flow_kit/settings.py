@@ -1,0 +1,27 @@
+"""Settings every FLOW service shares; each service subclasses with its own env prefix."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DatabaseSettings", "ServiceSettings"]
+
+
+class ServiceSettings(BaseSettings):
+    """Read from environment variables at start-up; a bad value stops the process with a clear error."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=1, le=65535)
+    # None talks to AWS itself; a URL talks to an emulator such as LocalStack.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    aws_connect_timeout_seconds: float = Field(3.0, gt=0)
+    aws_read_timeout_seconds: float = Field(30.0, gt=0)
+    aws_max_attempts: int = Field(5, ge=1)
+
+
+class DatabaseSettings(ServiceSettings):
+    database_url: str = Field(..., pattern=r"^postgresql\+asyncpg://")
+    database_pool_size: int = Field(5, ge=1)

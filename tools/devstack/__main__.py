@@ -1,0 +1,79 @@
+"""`make run`: the whole local stack in the foreground; Ctrl-C or SIGTERM stops all of it."""
+
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+
+from .stack import ROOT, Stack, StackConfig
+
+BANNER = """
+FLOW is running.
+  ingest   {ingest}/docs      POST /v1/transactions
+  query    {query}/docs      GET  /v1/transactions/{{id}}, /v1/accounts/{{branch}}/{{account}}/statement|balances
+  engine   {engine}/metrics
+  postgres {db}
+  aws      {aws} (LocalStack: topics FlowRequest, FlowCallback; queue FlowTransaction)
+
+Try it:
+  curl -s -X POST {ingest}/v1/transactions -H 'content-type: application/json' \\
+    -d '{{"branch":"0001","account":"000000001","amount":"150.25","debitcredit":"C","eventcode":1,"dateref":"{today}","description":"first posting"}}'
+  curl -s {query}/v1/transactions/<id from the answer>
+  curl -s '{query}/v1/accounts/0001/000000001/balances'
+
+Ctrl-C stops everything.
+"""
+
+
+def _int_env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
+    config = StackConfig(
+        state_dir=ROOT / ".state" / "run",
+        pg_port=_int_env("FLOW_DEV_PG_PORT", 5442),
+        localstack_port=_int_env("FLOW_DEV_LOCALSTACK_PORT", 4566),
+        ingest_port=_int_env("FLOW_INGEST_HTTP_PORT", 8001),
+        query_port=_int_env("FLOW_QUERY_HTTP_PORT", 8002),
+        engine_port=_int_env("FLOW_ENGINE_HTTP_PORT", 8003),
+        database_url=os.environ.get("FLOW_DEV_DATABASE_URL") or None,
+        retroactive_days=_int_env("FLOW_RETROACTIVE_DAYS", 7),
+    )
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = Stack(config)
+    try:
+        stack.start()
+    except Exception as exc:
+        print(f"devstack: could not start: {exc}", file=sys.stderr)
+        return 1
+    print(BANNER.format(ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
+                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url,
+                        aws=stack.aws_endpoint, today=datetime.now(UTC).date().isoformat()), flush=True)
+    try:
+        while not stopping:
+            dead = [name for name, proc in {**stack.services, "engine": stack.engines[0]}.items() if proc.poll() is not None]
+            if dead:
+                print(f"devstack: {', '.join(dead)} stopped unexpectedly; stopping the stack", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        print("devstack: stopping (ingest, then engine after the queue drains, query, LocalStack, PostgreSQL)", flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        print("devstack: stopped", flush=True)
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""A PostgreSQL cluster of the stack's own, run as the `postgres` user when started by root."""
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from .processes import port_is_free, run, spawn, stop, wait_until
+
+__all__ = ["PostgresCluster", "find_bindir"]
+
+_INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, postgres) were not found. Install them, e.g. on Debian/Ubuntu "
+    "`sudo apt-get install postgresql` (FLOW's scripts do this themselves when run as root), or set "
+    "FLOW_PG_BINDIR to the folder holding initdb, or FLOW_DEV_DATABASE_URL to use an existing server."
+)
+
+
+def find_bindir() -> Path | None:
+    candidates = []
+    if os.environ.get("FLOW_PG_BINDIR"):
+        candidates.append(Path(os.environ["FLOW_PG_BINDIR"]))
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    candidates += [Path(p).parent for p in [shutil.which("initdb")] if p]
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "postgres").exists():
+            return path
+    return None
+
+
+class PostgresCluster:
+    """`data_dir` holds the cluster; the socket and the log sit beside it."""
+
+    def __init__(self, data_dir: Path, port: int, fast: bool = False) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.fast = fast  # tests: no fsync, the cluster is thrown away anyway
+        self.log = data_dir.parent / "postgres.log"
+        self.bindir = find_bindir()
+        if self.bindir is None:
+            raise RuntimeError(_INSTALL_HINT)
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/flow"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        return run([str(self.bindir / args[0]), *args[1:]], user=self.user)
+
+    def _own(self, path: Path) -> None:
+        """Hands `path` (and what is below it) to the server's user."""
+        if self.user:
+            account = pwd.getpwnam(self.user)
+            for p in [path, *path.rglob("*")]:
+                os.chown(p, account.pw_uid, account.pw_gid)
+
+    def reachable(self) -> bool:
+        """Whether the server's user can reach the data folder (a root-owned 0700 parent hides it)."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        return run(["test", "-x", str(self.data_dir.parent)], user=self.user).returncode == 0
+
+    def initialise(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own(self.data_dir.parent)
+        done = self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                         "--locale=C.UTF-8", *(["--no-sync"] if self.fast else []))
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        if not port_is_free(self.port):
+            raise RuntimeError(f"port {self.port} is taken; choose another PostgreSQL port")
+        self.initialise()
+        self.log.touch()
+        self._own(self.log)
+        options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir.parent}",
+                   "-c", "timezone=UTC", "-c", "max_connections=200"]
+        if self.fast:
+            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        self._proc = spawn([str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), *options],
+                           log=self.log, user=self.user)
+        wait_until(lambda: self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port)).returncode == 0,
+                   60, "PostgreSQL", self._proc, self.log)
+        exists = self._psql("SELECT 1 FROM pg_database WHERE datname = 'flow'")
+        if exists.stdout.strip() != "1":
+            self._psql("CREATE DATABASE flow", check=True)
+
+    def _psql(self, sql: str, check: bool = False) -> subprocess.CompletedProcess:
+        done = self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc", sql)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"psql failed: {done.stderr}")
+        return done
+
+    def stop(self) -> None:
+        if self._proc:
+            stop(self._proc, signal.SIGINT, timeout=60)  # SIGINT is PostgreSQL's fast shutdown
+            self._proc = None
+

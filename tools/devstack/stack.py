@@ -1,0 +1,189 @@
+"""The whole local stack: PostgreSQL, LocalStack with the messaging stack deployed, the schema,
+a demo event catalogue, and the three services. `make run` and the test suite both use it."""
+
+import asyncio
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from flow_kit.migrations import apply_migrations
+
+from .localstack import LocalStack
+from .messaging import deploy_messaging, local_aws_env
+from .postgres import PostgresCluster
+from .processes import spawn, stop, wait_until
+
+__all__ = ["ROOT", "Stack", "StackConfig"]
+
+ROOT = Path(__file__).resolve().parents[2]
+_log = logging.getLogger("devstack")
+
+DEMO_EVENTS = """
+INSERT INTO flow.event (code, description, active, allowdebit, allowcredit) VALUES
+    (1, 'Transfer', true, true, true),
+    (2, 'Fee', true, true, false),
+    (3, 'Deposit', true, false, true)
+ON CONFLICT (code) DO NOTHING;
+SELECT setval('flow.event_code_seq', (SELECT max(code) FROM flow.event));
+"""
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    pg_port: int = 5442
+    localstack_port: int = 4566
+    ingest_port: int = 8001
+    query_port: int = 8002
+    engine_port: int = 8003
+    database_url: str | None = None  # use this server instead of starting a cluster
+    fast: bool = False  # throwaway cluster for tests: no fsync
+    log_dir: Path | None = None  # services' logs go here; None: to this process's stdout
+    engine_settings: dict[str, str] = field(default_factory=dict)
+    retroactive_days: int = 7
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.postgres: PostgresCluster | None = None
+        self.localstack: LocalStack | None = None
+        self.outputs: dict[str, str] = {}
+        self.services: dict[str, subprocess.Popen] = {}
+        self.engines: list[subprocess.Popen] = []
+
+    # -- infrastructure -------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return self.config.database_url or self.postgres.url
+
+    @property
+    def aws_endpoint(self) -> str:
+        return self.localstack.endpoint
+
+    def start_infrastructure(self) -> None:
+        state = self.config.state_dir
+        if not self.config.database_url:
+            self.postgres = PostgresCluster(state / "postgres" / "data", self.config.pg_port, fast=self.config.fast)
+            if not self.postgres.reachable():
+                # A root-owned private parent (e.g. a clone inside a 0700 temp folder) hides the
+                # state folder from the postgres user; keep the cluster where it can reach it.
+                digest = hashlib.sha1(str(state).encode()).hexdigest()[:12]
+                self.postgres = PostgresCluster(Path("/var/tmp") / f"flow-postgres-{digest}" / "data",
+                                                self.config.pg_port, fast=self.config.fast)
+                _log.warning("state folder not reachable by the postgres user; cluster kept in %s", self.postgres.data_dir)
+            self.postgres.start()
+        self.localstack = LocalStack(ROOT / ".state" / "localstack-venv", state / "localstack", self.config.localstack_port)
+        self.localstack.start()
+        self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml")
+        asyncio.run(self._prepare_database())
+
+    async def _prepare_database(self) -> None:
+        import asyncpg
+
+        from flow_kit.migrations import asyncpg_dsn
+
+        await apply_migrations(self.database_url, ROOT / "sql")
+        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            await conn.execute(DEMO_EVENTS)
+        finally:
+            await conn.close()
+
+    # -- services -------------------------------------------------------------------------------
+    def service_env(self, service: str) -> dict[str, str]:
+        c = self.config
+        env = {**os.environ, **local_aws_env(self.aws_endpoint)}
+        common = {"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": "us-east-1"}
+        specific = {
+            "ingest": {"HTTP_PORT": c.ingest_port, "REQUEST_TOPIC_ARN": self.outputs["RequestTopicArn"],
+                       "RETROACTIVE_DAYS": c.retroactive_days},
+            "engine": {"HTTP_PORT": c.engine_port, "DATABASE_URL": self.database_url,
+                       "QUEUE_URL": self.outputs["QueueUrl"], "CALLBACK_TOPIC_ARN": self.outputs["CallbackTopicArn"],
+                       "RETROACTIVE_DAYS": c.retroactive_days, **c.engine_settings},
+            "query": {"HTTP_PORT": c.query_port, "DATABASE_URL": self.database_url},
+        }[service]
+        prefix = f"FLOW_{service.upper()}_"
+        for key, value in {**common, **specific}.items():
+            env[prefix + key] = str(value)
+        return env
+
+    def _spawn_service(self, service: str, port: int, name: str) -> subprocess.Popen:
+        log = self.config.log_dir / f"{name}.log" if self.config.log_dir else None
+        env = self.service_env(service)
+        env[f"FLOW_{service.upper()}_HTTP_PORT"] = str(port)
+        proc = spawn([sys.executable, "-m", f"flow_{service}"], log=log, env=env, cwd=ROOT)
+        wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), 60, f"{name}", proc, log)
+        return proc
+
+    def start_services(self) -> None:
+        if self.config.log_dir:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        self.services["query"] = self._spawn_service("query", self.config.query_port, "query")
+        self.start_engine(self.config.engine_port)
+        self.services["ingest"] = self._spawn_service("ingest", self.config.ingest_port, "ingest")
+
+    def start_engine(self, port: int) -> subprocess.Popen:
+        proc = self._spawn_service("engine", port, f"engine-{port}")
+        self.engines.append(proc)
+        return proc
+
+    def start(self) -> None:
+        try:
+            self.start_infrastructure()
+            self.start_services()
+        except BaseException:
+            self.stop()
+            raise
+
+    # -- stopping -------------------------------------------------------------------------------
+    def queue_depth(self) -> int:
+        sqs = boto3.client("sqs", endpoint_url=self.aws_endpoint, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=self.outputs["QueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def drain(self, timeout: float = 30) -> None:
+        """Waits for the engines to empty the queue, so stopping LocalStack loses no accepted posting."""
+        if not self.outputs or not any(p.poll() is None for p in self.engines):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.queue_depth() == 0:
+                    return
+            except Exception:
+                return
+            time.sleep(0.5)
+        _log.warning("queue not empty after %.0f s; undelivered postings are lost with LocalStack", timeout)
+
+    def stop(self) -> None:
+        """Stops everything it started, in dependency order: ingest first, engines after draining."""
+        if "ingest" in self.services:
+            stop(self.services.pop("ingest"))
+        self.drain()
+        for proc in self.engines:
+            stop(proc)
+        self.engines.clear()
+        for name in list(self.services):
+            stop(self.services.pop(name))
+        if self.localstack:
+            self.localstack.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
