@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .stack import ROOT, Stack, StackConfig
 
@@ -34,7 +35,7 @@ def _int_env(name: str, default: int) -> int:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
     config = StackConfig(
-        state_dir=ROOT / ".state" / "run",
+        state_dir=Path(os.environ.get("FLOW_DEV_STATE_DIR") or ROOT / ".state" / "run"),
         pg_port=_int_env("FLOW_DEV_PG_PORT", 5442),
         localstack_port=_int_env("FLOW_DEV_LOCALSTACK_PORT", 4566),
         ingest_port=_int_env("FLOW_INGEST_HTTP_PORT", 8001),

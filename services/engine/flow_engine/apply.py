@@ -170,16 +170,14 @@ async def apply_batch(conn: AsyncConnection, postings: list[PostingMessage], win
     ]
     owned = {row.id for row in await conn.execute(_RECORD_OUTCOMES, {"outcomes": json.dumps(outcome_rows)})}
 
-    decided: dict[UUID, Outcome] = {}
+    # Whose content counts for each id: the one recorded earlier, else the batch's first copy.
+    decided = {pid: Outcome(pid, first[pid].tracekey, judged[pid]) for pid in owned}
+    counted_print = {pid: prints[pid] for pid in owned}
     seen_before = [pid for pid in ordered if pid not in owned]
     if seen_before:
         for row in await conn.execute(_STORED_OUTCOMES, {"ids": [str(pid) for pid in seen_before]}):
-            if row.fingerprint == prints[row.id]:
-                decided[row.id] = Outcome(row.id, row.tracekey, Code(row.code))
-            else:
-                decided[row.id] = Outcome(row.id, first[row.id].tracekey, Code.ID_REUSED)
-    for pid in owned:
-        decided[pid] = Outcome(pid, first[pid].tracekey, judged[pid])
+            decided[row.id] = Outcome(row.id, row.tracekey, Code(row.code))
+            counted_print[row.id] = row.fingerprint
 
     applied = [_posting_row(arrival[pid], first[pid]) for pid in ordered if pid in owned and judged[pid] is Code.APPLIED]
     if applied:
@@ -190,8 +188,9 @@ async def apply_batch(conn: AsyncConnection, postings: list[PostingMessage], win
 
     results = []
     for posting in postings:
-        outcome = decided[posting.id]
-        if posting is not first[posting.id] and fingerprint(posting) != prints[posting.id]:
-            outcome = Outcome(posting.id, posting.tracekey, Code.ID_REUSED)
-        results.append(outcome)
+        content = prints[posting.id] if posting is first[posting.id] else fingerprint(posting)
+        if content == counted_print[posting.id]:
+            results.append(decided[posting.id])
+        else:
+            results.append(Outcome(posting.id, posting.tracekey, Code.ID_REUSED))
     return results

@@ -1,7 +1,7 @@
 """FLOW's stable message codes: one place, so logs, API errors and callbacks agree.
 
 A code never changes meaning once published; add new ones at the end of their range.
-R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue;
+R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue; R06x: reconciliation;
 R09x: FLOW's own faults.
 """
 
@@ -43,5 +43,6 @@ class Code(str, Enum):
     INVALID_RANGE = ("R041", "from and to must be dates with from <= to, at most 366 days apart")
     INVALID_QUERY = ("R042", "invalid query parameter")
     UNPARSEABLE_MESSAGE = ("R050", "queue message is not a valid posting")
+    BALANCE_MISMATCH = ("R060", "balance row differs from its transactions")
     UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
     INTERNAL_ERROR = ("R099", "internal error; the technical team has the details")

@@ -1,0 +1,149 @@
+"""Fixtures: one real local stack per test session (PostgreSQL, LocalStack, the three services) on
+free ports, so the suite runs beside a `make run` without touching it."""
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aioboto3
+import asyncpg
+import httpx
+import pytest
+
+from flow_kit.migrations import apply_migrations, asyncpg_dsn
+from tools.devstack.processes import free_port
+from tools.devstack.stack import DEMO_EVENTS, ROOT, Stack, StackConfig
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    state = Path(tempfile.mkdtemp(prefix="flow-test-"))
+    state.chmod(0o755)  # the postgres user must reach the cluster inside it
+    config = StackConfig(
+        state_dir=state, pg_port=free_port(), localstack_port=free_port(), ingest_port=free_port(),
+        query_port=free_port(), engine_port=free_port(), fast=True, log_dir=state / "logs",
+        engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2"},
+    )
+    stack = Stack(config)
+    stack.start()
+    yield stack
+    stack.stop()
+    if os.environ.get("FLOW_KEEP_TEST_STATE"):
+        print(f"test stack state kept in {state}")
+    else:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ingest_url(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.config.ingest_port}"
+
+
+@pytest.fixture(scope="session")
+def query_url(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.config.query_port}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def fresh_database(stack: Stack) -> str:
+    """A new, migrated database with the demo events in the stack's cluster: for tests that call the
+    engine's SQL directly and must not see other tests' rows."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(stack.database_url.rsplit("/", 1)[0] + "/postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = stack.database_url.rsplit("/", 1)[0] + "/" + name
+    await apply_migrations(url, ROOT / "sql")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute(DEMO_EVENTS)
+    finally:
+        await conn.close()
+    return url
+
+
+class TopicListener:
+    """A queue of the test's own subscribed to an SNS topic (raw delivery), like any consumer of FLOW."""
+
+    def __init__(self, sqs, queue_url: str) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.messages: list[dict] = []
+
+    async def poll(self, wait_seconds: int = 1) -> list[dict]:
+        response = await self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                                  WaitTimeSeconds=wait_seconds)
+        got = response.get("Messages", [])
+        if got:
+            await self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(got)])
+        bodies = [json.loads(m["Body"]) for m in got]
+        self.messages += bodies
+        return bodies
+
+    async def collect(self, want: set[str], key: str = "tracekey", timeout: float = 120) -> dict[str, list[dict]]:
+        """Polls until a message was seen for every value of `key` in `want`; returns them grouped."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        seen: dict[str, list[dict]] = {}
+        for message in self.messages:
+            seen.setdefault(message.get(key), []).append(message)
+        while not want <= seen.keys() and asyncio.get_running_loop().time() < deadline:
+            for message in await self.poll():
+                seen.setdefault(message.get(key), []).append(message)
+        return seen
+
+
+async def _listen(stack: Stack, topic_arn: str) -> AsyncIterator[TopicListener]:
+    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    async with session.client("sqs", endpoint_url=stack.aws_endpoint) as sqs, \
+            session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
+        queue_url = (await sqs.create_queue(QueueName=f"test-{uuid.uuid4().hex[:12]}"))["QueueUrl"]
+        arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+        subscription = await sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
+                                           Attributes={"RawMessageDelivery": "true"}, ReturnSubscriptionArn=True)
+        try:
+            yield TopicListener(sqs, queue_url)
+        finally:
+            await sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+            await sqs.delete_queue(QueueUrl=queue_url)
+
+
+@pytest.fixture
+async def callbacks(stack: Stack) -> AsyncIterator[TopicListener]:
+    async for listener in _listen(stack, stack.outputs["CallbackTopicArn"]):
+        yield listener
+
+
+@pytest.fixture
+async def requests_topic(stack: Stack) -> AsyncIterator[TopicListener]:
+    async for listener in _listen(stack, stack.outputs["RequestTopicArn"]):
+        yield listener
+
+
+_REPORT: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def report():
+    """Lines for the end of the run (timings the design asks to follow over time)."""
+    return _REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORT:
+        terminalreporter.section("FLOW figures")
+        for line in _REPORT:
+            terminalreporter.write_line(line)

@@ -1,0 +1,96 @@
+"""`make run` as a user meets it: the stack comes up in the foreground, a posting goes in and its
+balance comes out, and Ctrl-C stops everything it started."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+import pytest
+
+from tools.devstack.processes import free_port
+from tools.devstack.stack import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _call(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(tmp_path):
+    tmp_path.chmod(0o755)
+    ports = {name: free_port() for name in ("FLOW_DEV_PG_PORT", "FLOW_DEV_LOCALSTACK_PORT", "FLOW_INGEST_HTTP_PORT",
+                                            "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT")}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "FLOW_DEV_STATE_DIR": str(tmp_path)}
+    log = open(tmp_path / "run.log", "w+")
+    started: set[int] = set()
+    proc = subprocess.Popen([sys.executable, "-m", "tools.devstack"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops everything" not in (tmp_path / "run.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.5)
+        banner = (tmp_path / "run.log").read_text()
+        ingest, query = (f"http://127.0.0.1:{ports['FLOW_INGEST_HTTP_PORT']}",
+                         f"http://127.0.0.1:{ports['FLOW_QUERY_HTTP_PORT']}")
+        assert f"{ingest}/docs" in banner and "curl -s -X POST" in banner
+        example = re.search(r"-d '(\{.*\})'", banner).group(1)
+        accepted = _call(f"{ingest}/v1/transactions", json.loads(example))
+        assert accepted["status"] == "accepted"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                posted = _call(f"{query}/v1/transactions/{accepted['id']}")
+                break
+            except urllib.error.HTTPError as error:
+                assert error.code == 404 and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert posted["status"] == "applied" and posted["amount"] == "150.25"
+        balances = _call(f"{query}/v1/accounts/0001/000000001/balances")
+        today = datetime.now(UTC).date().isoformat()
+        assert [(b["dateref"], b["balance"]) for b in balances["items"]] == [(today, "150.25")]
+        started = _descendants(proc.pid)
+        assert len(started) >= 5  # postgres, LocalStack, ingest, engine, query (and their helpers)
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        proc.wait(90)
+    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
+    left = [pid for pid in started if _alive(pid)]
+    assert not left, f"still running after Ctrl-C: {left}"
+    assert "devstack: stopped" in (tmp_path / "run.log").read_text()
