@@ -28,6 +28,8 @@ def stack() -> Stack:
         state_dir=state, pg_port=free_port(), localstack_port=free_port(), ingest_port=free_port(),
         query_port=free_port(), engine_port=free_port(), fast=True, log_dir=state / "logs",
         engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2"},
+        # short enough that a killed engine's messages come back quickly, and poison reaches the DLQ
+        messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "3"},
     )
     stack = Stack(config)
     stack.start()

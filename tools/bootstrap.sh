@@ -56,4 +56,15 @@ if [ -z "${FLOW_DEV_DATABASE_URL:-}" ] && ! .venv/bin/python -c 'import sys; sys
     die "PostgreSQL server binaries are missing: install them (Debian/Ubuntu: sudo apt-get install postgresql), or set FLOW_PG_BINDIR, or FLOW_DEV_DATABASE_URL to an existing server"
   fi
 fi
+# pg_partman manages the monthly partitions of flow.transaction where it is installed (the schema
+# falls back to native partitions without it): add it when we can, never fail for it.
+if [ -z "${FLOW_DEV_DATABASE_URL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  pg_version=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "."); from tools.devstack.postgres import find_bindir; print(find_bindir().parent.name)')
+  if [ ! -f "/usr/share/postgresql/$pg_version/extension/pg_partman.control" ]; then
+    say "installing pg_partman for PostgreSQL $pg_version"
+    (apt-get install -y -qq "postgresql-$pg_version-partman" >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq "postgresql-$pg_version-partman" >/dev/null 2>&1; }) ||
+      say "pg_partman not available; native partitions will be used"
+  fi
+fi
 say "ready"

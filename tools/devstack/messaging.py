@@ -16,12 +16,14 @@ def local_aws_env(endpoint: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
 
 
-def deploy_messaging(endpoint: str, template: Path, timeout: float = 60) -> dict[str, str]:
+def deploy_messaging(endpoint: str, template: Path, parameters: dict[str, str] | None = None,
+                     timeout: float = 60) -> dict[str, str]:
     """Creates the stack (or finds it) and returns its outputs."""
     cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id="test", aws_secret_access_key="test")
     try:
-        cfn.create_stack(StackName=STACK_NAME, TemplateBody=template.read_text())
+        cfn.create_stack(StackName=STACK_NAME, TemplateBody=template.read_text(),
+                         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in (parameters or {}).items()])
     except cfn.exceptions.AlreadyExistsException:
         pass
     deadline = time.monotonic() + timeout

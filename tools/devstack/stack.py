@@ -49,6 +49,7 @@ class StackConfig:
     log_dir: Path | None = None  # services' logs go here; None: to this process's stdout
     engine_settings: dict[str, str] = field(default_factory=dict)
     retroactive_days: int = 7
+    messaging_parameters: dict[str, str] = field(default_factory=dict)  # infra/cloudformation/messaging.yaml
 
 
 class Stack:
@@ -83,7 +84,8 @@ class Stack:
             self.postgres.start()
         self.localstack = LocalStack(ROOT / ".state" / "localstack-venv", state / "localstack", self.config.localstack_port)
         self.localstack.start()
-        self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml")
+        self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml",
+                                        self.config.messaging_parameters)
         asyncio.run(self._prepare_database())
 
     async def _prepare_database(self) -> None:

@@ -1,9 +1,12 @@
-"""The engine process: queue pollers, plus a small HTTP server for health and metrics."""
+"""The engine process: queue pollers, the callback relay, partition upkeep, and a small HTTP server
+for health and metrics."""
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from flow_kit.aws import AwsClients
 from flow_kit.db import create_engine, ping
@@ -11,9 +14,24 @@ from flow_kit.health import health_router
 
 from .callbacks import CallbackPublisher
 from .consumer import Consumer
+from .relay import CallbackRelay
 from .settings import EngineSettings
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
+_PARTITION_UPKEEP_SECONDS = 3600
+
+
+async def _keep_partitions(db) -> None:
+    """Creates next months' transaction partitions ahead of need (pg_partman's or native)."""
+    while True:
+        try:
+            async with db.begin() as conn:
+                await conn.execute(text("SELECT flow.maintain_transaction_partitions()"))
+        except Exception:
+            _log.exception("partition upkeep failed; trying again later")
+        await asyncio.sleep(_PARTITION_UPKEEP_SECONDS)
 
 
 def create_app(settings: EngineSettings) -> FastAPI:
@@ -25,19 +43,27 @@ def create_app(settings: EngineSettings) -> FastAPI:
             clients = AwsClients(settings)
             sqs = await stack.enter_async_context(clients.client("sqs"))
             sns = await stack.enter_async_context(clients.client("sns"))
-            callbacks = CallbackPublisher(sns, settings.callback_topic_arn)
-            consumer = Consumer(settings, db, sqs, callbacks)
-            app.state.checks = {"database": lambda: ping(db), "sqs": consumer.check, "sns": callbacks.check}
+            publisher = CallbackPublisher(sns, settings.callback_topic_arn)
+            relay = CallbackRelay(db, publisher)
+            consumer = Consumer(settings, db, sqs, on_commit=relay.nudge)
+            app.state.checks = {"database": lambda: ping(db), "sqs": consumer.check, "sns": publisher.check}
             pollers = [asyncio.create_task(consumer.run(n)) for n in range(settings.pollers)]
+            helpers = [asyncio.create_task(relay.run()), asyncio.create_task(_keep_partitions(db))]
             try:
                 yield
             finally:
-                # Let each poller finish the batch in hand; a long poll ends within wait_seconds.
+                # Let each poller finish the batch in hand (a long poll ends within wait_seconds),
+                # then give the relay a moment to publish what those batches queued.
                 consumer.stop()
                 _, pending = await asyncio.wait(pollers, timeout=settings.wait_seconds + 30)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pollers, return_exceptions=True)
+                relay.stop()
+                _, pending = await asyncio.wait(helpers[:1], timeout=5)
+                for task in [*pending, *helpers[1:]]:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
 
     app = FastAPI(title="FLOW engine", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health_router(lambda: app.state.checks))

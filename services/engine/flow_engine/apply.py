@@ -1,19 +1,24 @@
 """The transactional engine: applies a batch of postings in one database transaction.
 
-Set-based, in the seed's CTE style: the batch travels as one JSON parameter and each step is one
-statement over all of it. Per batch:
-1. lock the batch's accounts (advisory locks, in one global order, so parallel engines never
-   deadlock);
+Set-based, in the seed's CTE style: each step is one statement over the whole batch, which travels
+as column arrays. Per batch:
+1. lock the batch's accounts (advisory locks, taken in one global order, so parallel engines never
+   deadlock and two batches of one account apply one after the other);
 2. judge each posting against the event catalogue and the retroactive window;
-3. record its outcome; the outcome's primary key is the posting id, so a redelivered posting
-   finds its outcome already there and changes nothing;
+3. record its outcome; the outcome's primary key is the posting id, so a redelivered posting finds
+   its outcome already there and changes nothing;
 4. insert the applied postings into flow.transaction;
-5. create missing day rows, carrying the accumulated totals of the day before;
-6. add each day's totals to its row and to the accumulated totals of every later day.
+5. recompute the account's day rows from the earliest day the batch touches: day totals plus the
+   batch, accumulated totals as a running sum from the row before that day (retroactive postings
+   move every later day);
+6. queue each new outcome's callback in the outbox, in the same transaction as its effect.
 """
 
 import hashlib
 import json
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import text
@@ -24,12 +29,7 @@ from flow_kit.posting import PostingMessage, check_dateref, fingerprint
 
 from .outcome import Outcome
 
-__all__ = ["apply_batch", "account_lock_key"]
-
-# The batch as a relation: every statement below reads it through this.
-_POSTED = """jsonb_to_recordset(CAST(:postings AS jsonb)) AS p(
-    ord int, id uuid, branch text, account text, amount numeric(15,2), debitcredit varchar(1),
-    eventcode int, description text, tracekey uuid, details json, dateref date, acceptedat timestamptz)"""
+__all__ = ["account_lock_key", "apply_batch"]
 
 _LOCK_ACCOUNTS = text(
     # unnest yields the keys in array order, which the caller sorted.
@@ -41,10 +41,11 @@ _EVENTS = text(
 )
 
 _RECORD_OUTCOMES = text(
-    """INSERT INTO flow.outcome (id, tracekey, fingerprint, status, code, message)
-       SELECT id, tracekey, fingerprint, status, code, message
-       FROM jsonb_to_recordset(CAST(:outcomes AS jsonb))
-            AS o(id uuid, tracekey uuid, fingerprint text, status text, code text, message text)
+    """INSERT INTO flow.outcome (id, tracekey, fingerprint, status, code, message, dateref)
+       SELECT o.id, o.tracekey, o.fingerprint, o.status, o.code, o.message, o.dateref
+       FROM unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), CAST(:fingerprint AS text[]),
+                   CAST(:status AS text[]), CAST(:code AS text[]), CAST(:message AS text[]), CAST(:dateref AS date[]))
+            AS o(id, tracekey, fingerprint, status, code, message, dateref)
        ON CONFLICT (id) DO NOTHING
        RETURNING id"""
 )
@@ -54,61 +55,75 @@ _STORED_OUTCOMES = text(
 )
 
 _INSERT_TRANSACTIONS = text(
-    f"""INSERT INTO flow.transaction
+    """INSERT INTO flow.transaction
            (id, branch, account, amount, debitcredit, eventcode, description, tracekey, details, dateref, acceptedat)
-        SELECT id, branch, account, amount, debitcredit, eventcode, description, tracekey, details, dateref, acceptedat
-        FROM {_POSTED}"""
+       SELECT p.id, p.branch, p.account, p.amount, p.debitcredit, p.eventcode, p.description, p.tracekey,
+              CAST(p.details AS json), p.dateref, p.acceptedat
+       FROM unnest(CAST(:id AS uuid[]), CAST(:branch AS text[]), CAST(:account AS text[]),
+                   CAST(:amount AS numeric[]), CAST(:debitcredit AS text[]), CAST(:eventcode AS int[]),
+                   CAST(:description AS text[]), CAST(:tracekey AS uuid[]), CAST(:details AS text[]),
+                   CAST(:dateref AS date[]), CAST(:acceptedat AS timestamptz[]))
+            AS p(id, branch, account, amount, debitcredit, eventcode, description, tracekey, details, dateref, acceptedat)"""
 )
 
-# A day row created here starts with zero day totals and the accumulated totals of the latest
-# earlier row; step 6 then adds the batch. Two new days of one account in the same batch are
-# both right: the earlier new day adds nothing to the later one until step 6.
-_CREATE_DAYS = text(
-    f"""WITH day AS (
-            SELECT branch, account, dateref, (array_agg(tracekey ORDER BY ord DESC))[1] AS tracekey
-            FROM {_POSTED}
-            GROUP BY branch, account, dateref)
-        INSERT INTO flow.balance (branch, account, dateref, accumulateddebit, accumulatedcredit, tracekey, updatetracekey)
-        SELECT d.branch, d.account, d.dateref,
-               coalesce(prev.accumulateddebit, 0), coalesce(prev.accumulatedcredit, 0), d.tracekey, d.tracekey
-        FROM day d
-        LEFT JOIN LATERAL (
-            SELECT b.accumulateddebit, b.accumulatedcredit
-            FROM flow.balance b
-            WHERE b.branch = d.branch AND b.account = d.account AND b.dateref < d.dateref
-            ORDER BY b.dateref DESC
-            LIMIT 1) prev ON true
-        ON CONFLICT (branch, account, dateref) DO NOTHING"""
+# The batch arrives summed per account and day (`delta`). For each account, every day row from the
+# earliest touched day on is rewritten: stored day totals plus the delta, accumulated totals as the
+# running sum from the last row before that day (`base`). New days are inserted, others updated.
+_APPLY_DAYS = text(
+    """WITH delta AS (
+           SELECT * FROM unnest(CAST(:branch AS text[]), CAST(:account AS text[]), CAST(:dateref AS date[]),
+                                CAST(:debit AS numeric[]), CAST(:credit AS numeric[]), CAST(:tracekey AS uuid[]),
+                                CAST(:lasttracekey AS uuid[]))
+                    AS d(branch, account, dateref, debit, credit, tracekey, lasttracekey)),
+       account_since AS (
+           -- every delta row of an account carries the same lasttracekey; min() just picks it
+           SELECT branch, account, min(dateref) AS since, min(lasttracekey::text)::uuid AS lasttracekey
+           FROM delta GROUP BY branch, account),
+       base AS (
+           SELECT a.branch, a.account, a.since, a.lasttracekey,
+                  coalesce(prev.accumulateddebit, 0) AS accumulateddebit,
+                  coalesce(prev.accumulatedcredit, 0) AS accumulatedcredit
+           FROM account_since a
+           LEFT JOIN LATERAL (
+               SELECT b.accumulateddebit, b.accumulatedcredit
+               FROM flow.balance b
+               WHERE b.branch = a.branch AND b.account = a.account AND b.dateref < a.since
+               ORDER BY b.dateref DESC
+               LIMIT 1) prev ON true),
+       stored AS (
+           SELECT b.branch, b.account, b.dateref, b.totaldebit, b.totalcredit
+           FROM base a
+           JOIN flow.balance b ON b.branch = a.branch AND b.account = a.account AND b.dateref >= a.since),
+       day AS (
+           SELECT coalesce(s.branch, d.branch) AS branch, coalesce(s.account, d.account) AS account,
+                  coalesce(s.dateref, d.dateref) AS dateref,
+                  coalesce(s.totaldebit, 0) + coalesce(d.debit, 0) AS totaldebit,
+                  coalesce(s.totalcredit, 0) + coalesce(d.credit, 0) AS totalcredit,
+                  d.tracekey
+           FROM stored s
+           FULL JOIN delta d ON d.branch = s.branch AND d.account = s.account AND d.dateref = s.dateref)
+       INSERT INTO flow.balance AS b (branch, account, dateref, totaldebit, totalcredit, accumulateddebit,
+                                      accumulatedcredit, tracekey, updatetracekey)
+       SELECT day.branch, day.account, day.dateref, day.totaldebit, day.totalcredit,
+              base.accumulateddebit + sum(day.totaldebit) OVER running,
+              base.accumulatedcredit + sum(day.totalcredit) OVER running,
+              coalesce(day.tracekey, base.lasttracekey), base.lasttracekey
+       FROM day
+       JOIN base ON base.branch = day.branch AND base.account = day.account
+       WINDOW running AS (PARTITION BY day.branch, day.account ORDER BY day.dateref)
+       ON CONFLICT (branch, account, dateref) DO UPDATE
+       SET totaldebit = excluded.totaldebit,
+           totalcredit = excluded.totalcredit,
+           accumulateddebit = excluded.accumulateddebit,
+           accumulatedcredit = excluded.accumulatedcredit,
+           updatetracekey = excluded.updatetracekey,
+           updatedat = now()"""
 )
 
-_ADD_TOTALS = text(
-    f"""WITH day AS (
-            SELECT branch, account, dateref,
-                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS debit,
-                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'C'), 0) AS credit,
-                   max(ord) AS lastord,
-                   (array_agg(tracekey ORDER BY ord DESC))[1] AS lasttracekey
-            FROM {_POSTED}
-            GROUP BY branch, account, dateref),
-        change AS (
-            SELECT b.id,
-                   coalesce(sum(d.debit) FILTER (WHERE d.dateref = b.dateref), 0) AS daydebit,
-                   coalesce(sum(d.credit) FILTER (WHERE d.dateref = b.dateref), 0) AS daycredit,
-                   sum(d.debit) AS debit,
-                   sum(d.credit) AS credit,
-                   (array_agg(d.lasttracekey ORDER BY d.lastord DESC))[1] AS tracekey
-            FROM day d
-            JOIN flow.balance b ON b.branch = d.branch AND b.account = d.account AND b.dateref >= d.dateref
-            GROUP BY b.id)
-        UPDATE flow.balance b
-        SET totaldebit = b.totaldebit + c.daydebit,
-            totalcredit = b.totalcredit + c.daycredit,
-            accumulateddebit = b.accumulateddebit + c.debit,
-            accumulatedcredit = b.accumulatedcredit + c.credit,
-            updatetracekey = c.tracekey,
-            updatedat = now()
-        FROM change c
-        WHERE b.id = c.id"""
+_QUEUE_CALLBACKS = text(
+    """INSERT INTO flow.callback_outbox (messageid, tracekey, status, body)
+       SELECT * FROM unnest(CAST(:messageid AS uuid[]), CAST(:tracekey AS uuid[]), CAST(:status AS text[]),
+                            CAST(:body AS text[]))"""
 )
 
 
@@ -132,25 +147,49 @@ def _judge(posting: PostingMessage, events: dict[int, tuple[bool, bool, bool]], 
     return check_dateref(posting.dateref, posting.acceptedat, window_days) or Code.APPLIED
 
 
-def _posting_row(ord_: int, posting: PostingMessage) -> dict:
-    row = posting.model_dump(mode="json")
-    row["ord"] = ord_
-    return row
+def _columns(rows: list[dict]) -> dict[str, list]:
+    return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+
+
+@dataclass
+class _DayDelta:
+    debit: Decimal = Decimal(0)
+    credit: Decimal = Decimal(0)
+    tracekey: UUID | None = None  # the day's last posting
+
+
+def _day_deltas(postings: list[PostingMessage]) -> dict[str, list]:
+    """The batch summed per account and day, with the last posting of each day and of each account."""
+    days: dict[tuple[str, str, object], _DayDelta] = defaultdict(_DayDelta)
+    last_of_account: dict[tuple[str, str], UUID] = {}
+    for p in postings:  # in arrival order
+        day = days[(p.branch, p.account, p.dateref)]
+        if p.debitcredit == "D":
+            day.debit += p.amount
+        else:
+            day.credit += p.amount
+        day.tracekey = p.tracekey
+        last_of_account[(p.branch, p.account)] = p.tracekey
+    keys = sorted(days)
+    return {
+        "branch": [k[0] for k in keys], "account": [k[1] for k in keys], "dateref": [k[2] for k in keys],
+        "debit": [days[k].debit for k in keys], "credit": [days[k].credit for k in keys],
+        "tracekey": [days[k].tracekey for k in keys],
+        "lasttracekey": [last_of_account[(k[0], k[1])] for k in keys],
+    }
 
 
 async def apply_batch(conn: AsyncConnection, postings: list[PostingMessage], window_days: int) -> list[Outcome]:
     """Applies `postings` inside the caller's transaction; returns one outcome per posting, in order.
 
-    The caller commits; nothing here is visible to others until then.
+    The caller commits; nothing here is visible to others, nor announced, until then.
     """
     if not postings:
         return []
-    # One posting per id: a later copy in the same batch is judged against the first.
+    # One posting per id: a later copy in the same batch is judged against the content that counts.
     first: dict[UUID, PostingMessage] = {}
-    arrival: dict[UUID, int] = {}
-    for n, posting in enumerate(postings):
-        if posting.id not in first:
-            first[posting.id], arrival[posting.id] = posting, n
+    for posting in postings:
+        first.setdefault(posting.id, posting)
     prints = {pid: fingerprint(p) for pid, p in first.items()}
 
     keys = sorted({account_lock_key(p.branch, p.account) for p in first.values()})
@@ -162,35 +201,49 @@ async def apply_batch(conn: AsyncConnection, postings: list[PostingMessage], win
 
     # Inserted in id order, so two engines racing on overlapping ids wait on each other in one order.
     ordered = sorted(first)
-    outcome_rows = [
-        {"id": str(pid), "tracekey": str(first[pid].tracekey), "fingerprint": prints[pid],
+    owned = {row.id for row in await conn.execute(_RECORD_OUTCOMES, _columns([
+        {"id": pid, "tracekey": first[pid].tracekey, "fingerprint": prints[pid],
          "status": "applied" if judged[pid] is Code.APPLIED else "rejected",
-         "code": judged[pid].value, "message": judged[pid].message}
+         "code": judged[pid].value, "message": judged[pid].message, "dateref": first[pid].dateref}
         for pid in ordered
-    ]
-    owned = {row.id for row in await conn.execute(_RECORD_OUTCOMES, {"outcomes": json.dumps(outcome_rows)})}
+    ]))}
 
     # Whose content counts for each id: the one recorded earlier, else the batch's first copy.
     decided = {pid: Outcome(pid, first[pid].tracekey, judged[pid]) for pid in owned}
     counted_print = {pid: prints[pid] for pid in owned}
     seen_before = [pid for pid in ordered if pid not in owned]
     if seen_before:
-        for row in await conn.execute(_STORED_OUTCOMES, {"ids": [str(pid) for pid in seen_before]}):
+        for row in await conn.execute(_STORED_OUTCOMES, {"ids": seen_before}):
             decided[row.id] = Outcome(row.id, row.tracekey, Code(row.code))
             counted_print[row.id] = row.fingerprint
 
-    applied = [_posting_row(arrival[pid], first[pid]) for pid in ordered if pid in owned and judged[pid] is Code.APPLIED]
+    applied = [p for p in first.values() if p.id in owned and judged[p.id] is Code.APPLIED]
     if applied:
-        params = {"postings": json.dumps(applied)}
-        await conn.execute(_INSERT_TRANSACTIONS, params)
-        await conn.execute(_CREATE_DAYS, params)
-        await conn.execute(_ADD_TOTALS, params)
+        await conn.execute(_INSERT_TRANSACTIONS, _columns([
+            {"id": p.id, "branch": p.branch, "account": p.account, "amount": p.amount,
+             "debitcredit": p.debitcredit, "eventcode": p.eventcode, "description": p.description,
+             "tracekey": p.tracekey, "details": None if p.details is None else json.dumps(p.details),
+             "dateref": p.dateref, "acceptedat": p.acceptedat}
+            for p in applied
+        ]))
+        await conn.execute(_APPLY_DAYS, _day_deltas(applied))
 
-    results = []
+    results, announce = [], {}
     for posting in postings:
         content = prints[posting.id] if posting is first[posting.id] else fingerprint(posting)
         if content == counted_print[posting.id]:
-            results.append(decided[posting.id])
+            outcome = decided[posting.id]
+            if posting.id in owned:
+                announce[outcome.messageid] = outcome
         else:
-            results.append(Outcome(posting.id, posting.tracekey, Code.ID_REUSED))
+            outcome = Outcome(posting.id, posting.tracekey, Code.ID_REUSED)
+            announce[outcome.messageid] = outcome
+        results.append(outcome)
+    # A redelivered posting's outcome was queued with its first delivery: only new outcomes are queued.
+    if announce:
+        await conn.execute(_QUEUE_CALLBACKS, _columns([
+            {"messageid": o.messageid, "tracekey": o.tracekey, "status": o.status, "body": o.callback_json()}
+            for o in announce.values()
+        ]))
     return results
+

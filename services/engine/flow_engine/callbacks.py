@@ -1,48 +1,53 @@
-"""Announces outcomes on the FlowCallback topic."""
+"""Publishes queued callbacks on the FlowCallback topic."""
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID
 
-from .outcome import Outcome
-
-__all__ = ["CallbackPublisher"]
+__all__ = ["CallbackPublisher", "QueuedCallback"]
 
 _SNS_BATCH_LIMIT = 10  # PublishBatch takes at most 10 entries
 
 
-class CallbackNotPublished(Exception):
-    pass
+@dataclass(frozen=True)
+class QueuedCallback:
+    seq: int
+    messageid: UUID
+    tracekey: UUID
+    status: str
+    body: str
 
 
 class CallbackPublisher:
-    def __init__(self, sns_client, topic_arn: str, attempts: int = 5) -> None:
+    def __init__(self, sns_client, topic_arn: str) -> None:
         self._sns = sns_client
         self._topic_arn = topic_arn
-        self._attempts = attempts
 
-    async def publish(self, outcomes: list[Outcome]) -> None:
-        """Publishes every outcome or raises; entries SNS refused are retried with backoff."""
-        for start in range(0, len(outcomes), _SNS_BATCH_LIMIT):
-            pending = {str(n): o for n, o in enumerate(outcomes[start:start + _SNS_BATCH_LIMIT])}
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._attempts), wait=wait_exponential_jitter(0.1, 5),
-                retry=retry_if_exception_type(Exception), reraise=True,
-            ):
-                with attempt:
-                    pending = await self._publish_batch(pending)  # what SNS refused, retried alone
-                    if pending:
-                        raise CallbackNotPublished(f"{len(pending)} callback(s) refused by SNS")
+    async def publish(self, callbacks: list[QueuedCallback]) -> set[int]:
+        """Publishes what it can, ten at a time and concurrently; returns the seqs SNS accepted."""
+        chunks = [callbacks[n:n + _SNS_BATCH_LIMIT] for n in range(0, len(callbacks), _SNS_BATCH_LIMIT)]
+        results = await asyncio.gather(*(self._publish_chunk(chunk) for chunk in chunks), return_exceptions=True)
+        accepted: set[int] = set()
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                continue
+            accepted |= result
+        return accepted
 
-    async def _publish_batch(self, pending: dict[str, Outcome]) -> dict[str, Outcome]:
+    async def _publish_chunk(self, chunk: list[QueuedCallback]) -> set[int]:
         response = await self._sns.publish_batch(
             TopicArn=self._topic_arn,
             PublishBatchRequestEntries=[
-                {"Id": key, "Message": o.callback_json(),
-                 "MessageAttributes": {"tracekey": {"DataType": "String", "StringValue": str(o.tracekey)},
-                                       "status": {"DataType": "String", "StringValue": o.status}}}
-                for key, o in pending.items()
+                {"Id": str(c.seq), "Message": c.body,
+                 "MessageAttributes": {"tracekey": {"DataType": "String", "StringValue": str(c.tracekey)},
+                                       "status": {"DataType": "String", "StringValue": c.status},
+                                       "messageid": {"DataType": "String", "StringValue": str(c.messageid)}}}
+                for c in chunk
             ],
         )
-        return {entry["Id"]: pending[entry["Id"]] for entry in response.get("Failed", [])}
+        return {int(entry["Id"]) for entry in response.get("Successful", [])}
 
     async def check(self) -> None:
         await self._sns.get_topic_attributes(TopicArn=self._topic_arn)

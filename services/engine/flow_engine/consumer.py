@@ -1,15 +1,17 @@
-"""The queue consumer: long-polls FlowTransaction, applies each batch in one database
-transaction, announces the outcomes, and only then deletes the messages.
+"""The queue consumer: long-polls FlowTransaction, gathers up to `batch_size` messages, applies
+them in one database transaction (their callbacks go into the outbox in that same transaction),
+and only after the commit deletes the messages.
 
-A message is deleted only after its effect is committed and its outcome published; anything that
-fails before that returns through the visibility timeout, and the outcome table makes the second
-delivery change nothing (its stored outcome is announced again). A message that cannot be parsed
-is never deleted, so SQS moves it to the dead-letter queue after maxReceiveCount.
+Anything that fails before the commit returns through the visibility timeout, and the outcome
+table makes the second delivery change nothing; a crash after the commit and before the delete
+gives the same. A message that cannot be parsed is never deleted: it is made visible again at once
+and SQS moves it to the dead-letter queue after maxReceiveCount, without holding up the rest.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
@@ -22,7 +24,6 @@ from flow_kit.logs import tracekey_var
 from flow_kit.posting import PostingMessage
 
 from .apply import apply_batch
-from .callbacks import CallbackPublisher
 from .outcome import Outcome
 from .settings import EngineSettings
 
@@ -34,13 +35,16 @@ _SQS_BATCH_LIMIT = 10  # ReceiveMessage and DeleteMessageBatch take at most 10
 OUTCOMES = Counter("flow_engine_outcomes_total", "Postings handled by the engine", ["status", "code"])
 POISON = Counter("flow_engine_unparseable_messages_total", "Queue messages that are not valid postings")
 BATCH_SECONDS = Histogram("flow_engine_batch_seconds", "Time to apply one batch, commit included")
+BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch",
+                       buckets=(1, 10, 50, 100, 250, 500, 1000))
 RECEIVE_COUNT = Histogram("flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages",
                           buckets=(1, 2, 3, 5, 10))
-# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, and lost connections.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "08000", "08003", "08006"}
+RETRIES = Counter("flow_engine_batch_retries_total", "Batches tried again after a transient database fault")
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, shutdown, lost connections.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -49,27 +53,39 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Consumer:
-    def __init__(self, settings: EngineSettings, db: AsyncEngine, sqs_client, callbacks: CallbackPublisher) -> None:
+    def __init__(self, settings: EngineSettings, db: AsyncEngine, sqs_client,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
         self._settings = settings
         self._db = db
         self._sqs = sqs_client
-        self._callbacks = callbacks
+        self._on_commit = on_commit
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _receive(self, wait_seconds: int) -> list[dict]:
+        response = await self._sqs.receive_message(
+            QueueUrl=self._settings.queue_url, MaxNumberOfMessages=_SQS_BATCH_LIMIT, WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return response.get("Messages", [])
+
+    async def gather_batch(self) -> list[dict]:
+        """Long-polls for the first messages, then takes what is already waiting, up to batch_size."""
+        messages = await self._receive(self._settings.wait_seconds)
+        while messages and len(messages) < self._settings.batch_size and not self._stopping.is_set():
+            more = await self._receive(0)
+            messages += more
+            if len(more) < _SQS_BATCH_LIMIT:
+                break
+        return messages
+
     async def run(self, poller: int) -> None:
-        """One poller: receive, handle, repeat until stopped. Failures are logged and the loop goes on."""
+        """One poller: gather, handle, repeat until stopped. Failures are logged and the loop goes on."""
         while not self._stopping.is_set():
             try:
-                response = await self._sqs.receive_message(
-                    QueueUrl=self._settings.queue_url,
-                    MaxNumberOfMessages=_SQS_BATCH_LIMIT,
-                    WaitTimeSeconds=self._settings.wait_seconds,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
-                messages = response.get("Messages", [])
+                messages = await self.gather_batch()
                 if messages:
                     await self.handle(messages)
             except asyncio.CancelledError:
@@ -81,6 +97,7 @@ class Consumer:
     async def handle(self, messages: list[dict]) -> None:
         postings: list[PostingMessage] = []
         handles: list[str] = []
+        poison: list[str] = []
         for message in messages:
             RECEIVE_COUNT.observe(int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
             try:
@@ -88,41 +105,49 @@ class Consumer:
                 handles.append(message["ReceiptHandle"])
             except ValidationError:
                 POISON.inc()
+                poison.append(message["ReceiptHandle"])
                 _log.error("unparseable message left for the dead-letter queue",
                            extra={"code": Code.UNPARSEABLE_MESSAGE.value, "message_id": message.get("MessageId")})
+        if poison:
+            await self._entries("change_message_visibility_batch", poison, VisibilityTimeout=0)
         if not postings:
             return
         outcomes = await self._apply(postings)
-        await self._callbacks.publish(outcomes)
+        self._on_commit()
         for outcome in outcomes:
             OUTCOMES.labels(outcome.status, outcome.code.value).inc()
-            tracekey_var.set(str(outcome.tracekey))
-            _log.info("posting %s", outcome.status, extra={"id": str(outcome.id), "code": outcome.code.value})
+            if _log.isEnabledFor(logging.INFO):
+                tracekey_var.set(str(outcome.tracekey))
+                _log.info("posting %s", outcome.status, extra={"id": str(outcome.id), "code": outcome.code.value})
         tracekey_var.set(None)
-        await self._delete(handles)
+        await self._entries("delete_message_batch", handles)
 
     async def _apply(self, postings: list[PostingMessage]) -> list[Outcome]:
         started = time.perf_counter()
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._settings.db_retry_attempts),
             wait=wait_exponential_jitter(0.05, 2),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
+            before_sleep=lambda state: RETRIES.inc(),
             reraise=True,
         ):
             with attempt:
                 async with self._db.begin() as conn:
                     outcomes = await apply_batch(conn, postings, self._settings.retroactive_days)
         BATCH_SECONDS.observe(time.perf_counter() - started)
+        BATCH_SIZE.observe(len(postings))
         return outcomes
 
-    async def _delete(self, handles: list[str]) -> None:
-        response = await self._sqs.delete_message_batch(
-            QueueUrl=self._settings.queue_url,
-            Entries=[{"Id": str(n), "ReceiptHandle": h} for n, h in enumerate(handles)],
-        )
-        if response.get("Failed"):
-            # Harmless: the message comes back and its stored outcome is announced again.
-            _log.warning("some messages were not deleted", extra={"failed": len(response["Failed"])})
+    async def _entries(self, operation: str, handles: list[str], **extra) -> None:
+        """Deletes or re-shows messages, ten per call. A failure is harmless: the message comes back
+        and changes nothing the second time."""
+        call = getattr(self._sqs, operation)
+        for start in range(0, len(handles), _SQS_BATCH_LIMIT):
+            chunk = handles[start:start + _SQS_BATCH_LIMIT]
+            entries = [{"Id": str(n), "ReceiptHandle": h, **extra} for n, h in enumerate(chunk)]
+            response = await call(QueueUrl=self._settings.queue_url, Entries=entries)
+            if response.get("Failed"):
+                _log.warning("%s: %d entries failed", operation, len(response["Failed"]))
 
     async def check(self) -> None:
         await self._sqs.get_queue_attributes(QueueUrl=self._settings.queue_url, AttributeNames=["QueueArn"])

@@ -7,8 +7,9 @@ __all__ = ["BALANCE_DAYS", "OUTCOME_BY_ID", "STATEMENT", "TRANSACTION_BY_ID"]
 TRANSACTION_BY_ID = text(
     """SELECT t.id, t.branch, t.account, t.amount, t.debitcredit, t.eventcode, t.description, t.tracekey,
               t.details, t.dateref, t.acceptedat, t.createdat
-       FROM flow.transaction t
-       WHERE t.id = :id"""
+       FROM flow.outcome o
+       JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
+       WHERE o.id = :id"""
 )
 
 OUTCOME_BY_ID = text("SELECT id, tracekey, status, code, message, createdat FROM flow.outcome WHERE id = :id")
