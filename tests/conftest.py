@@ -96,15 +96,20 @@ class TopicListener:
         self.messages += bodies
         return bodies
 
-    async def collect(self, want: set[str], key: str = "tracekey", timeout: float = 120) -> dict[str, list[dict]]:
+    async def collect(self, want: set[str], key: str = "tracekey", timeout: float = 120,
+                      pollers: int = 4) -> dict[str, list[dict]]:
         """Polls until a message was seen for every value of `key` in `want`; returns them grouped."""
         deadline = asyncio.get_running_loop().time() + timeout
         seen: dict[str, list[dict]] = {}
         for message in self.messages:
             seen.setdefault(message.get(key), []).append(message)
-        while not want <= seen.keys() and asyncio.get_running_loop().time() < deadline:
-            for message in await self.poll():
-                seen.setdefault(message.get(key), []).append(message)
+
+        async def poller() -> None:
+            while not want <= seen.keys() and asyncio.get_running_loop().time() < deadline:
+                for message in await self.poll():
+                    seen.setdefault(message.get(key), []).append(message)
+
+        await asyncio.gather(*(poller() for _ in range(pollers)))
         return seen
 
 

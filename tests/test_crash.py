@@ -1,0 +1,110 @@
+"""Engines killed with SIGKILL again and again while postings flow: at the end every posting is
+applied exactly once, reconciliation finds nothing wrong, and every outcome reached FlowCallback."""
+
+import asyncio
+import json
+import random
+import signal
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import aioboto3
+import pytest
+
+from flow_engine.reconcile import find_mismatches
+from flow_kit.db import create_engine
+from tests.engine_helpers import balance_rows, expected_rows, transaction_ids
+from tests.reference import Posted, ReferenceLedger
+from tools.devstack.processes import free_port
+from tools.devstack.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+POSTINGS = 20_000
+ACCOUNTS = 500
+EXTRA_ENGINES = 2
+
+
+def _messages(branch: str, rng: random.Random) -> list[dict]:
+    now = datetime.now(UTC)
+    return [{
+        "id": str(uuid.uuid4()), "tracekey": str(uuid.uuid4()), "branch": branch,
+        "account": f"{rng.randrange(ACCOUNTS):09d}", "amount": f"{rng.randrange(1, 10**6) / 100:.2f}",
+        "debitcredit": rng.choice("DC"), "eventcode": 1,
+        "dateref": (now.date() - timedelta(days=rng.choice([0, 0, 0, 1, 3, 7]))).isoformat(),
+        "acceptedat": now.isoformat(),
+    } for _ in range(POSTINGS)]
+
+
+async def _publish_all(stack: Stack, messages: list[dict]) -> None:
+    """What ingest does, ten at a time and in parallel, to put volume on the queue quickly."""
+    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    async with session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
+        chunks = [messages[n:n + 10] for n in range(0, len(messages), 10)]
+        limit = asyncio.Semaphore(8)
+
+        async def send(chunk):
+            async with limit:
+                response = await sns.publish_batch(TopicArn=stack.outputs["RequestTopicArn"], PublishBatchRequestEntries=[
+                    {"Id": str(n), "Message": json.dumps(m)} for n, m in enumerate(chunk)])
+                assert not response.get("Failed")
+
+        await asyncio.gather(*(send(chunk) for chunk in chunks))
+
+
+async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, report):
+    rng = random.Random(7)
+    branch = f"K{uuid.uuid4().hex[:8]}"
+    messages = _messages(branch, rng)
+    ports = [free_port() for _ in range(EXTRA_ENGINES)]
+    engines = {port: stack.start_engine(port) for port in ports}
+    db = create_engine(stack.database_url, 2)
+    kills = 0
+    started = time.perf_counter()
+    try:
+        publishing = asyncio.create_task(_publish_all(stack, messages))
+        collecting = asyncio.create_task(callbacks.collect({m["tracekey"] for m in messages}, timeout=400, pollers=6))
+        while True:
+            await asyncio.sleep(rng.uniform(1.0, 2.5))
+            async with db.connect() as conn:
+                done = (await conn.exec_driver_sql(
+                    "SELECT count(*) FROM flow.outcome o JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref "
+                    f"WHERE t.branch = '{branch}'")).scalar()
+            if done >= POSTINGS and publishing.done():
+                break
+            assert time.perf_counter() - started < 400, f"only {done} of {POSTINGS} applied"
+            port = rng.choice(ports)
+            engines[port].send_signal(signal.SIGKILL)
+            engines[port].wait()
+            stack.engines.remove(engines[port])
+            kills += 1
+            engines[port] = await asyncio.to_thread(stack.start_engine, port)
+        await publishing
+        applied_at = time.perf_counter()
+        outcomes = await collecting
+        reported_at = time.perf_counter()
+
+        reference = ReferenceLedger()
+        for m in messages:
+            reference.apply(Posted(m["id"], branch, m["account"], Decimal(m["amount"]),
+                                   m["debitcredit"], datetime.fromisoformat(m["dateref"]).date()))
+        assert await transaction_ids(db, branch) == sorted(reference.postings)
+        assert await balance_rows(db, branch) == expected_rows(reference)
+        async with db.connect() as conn:
+            assert await find_mismatches(conn, branch=branch) == []
+        missing = [m for m in messages if m["tracekey"] not in outcomes]
+        assert not missing, f"{len(missing)} outcomes never reached FlowCallback"
+        assert all(o["status"] == "applied" for m in messages for o in outcomes[m["tracekey"]])
+        repeats = sum(len(outcomes[m["tracekey"]]) - 1 for m in messages)
+        report(f"crash: {POSTINGS} postings, {kills} SIGKILLs of {EXTRA_ENGINES} extra engines: all applied once after "
+               f"{applied_at - started:.1f} s, all callbacks after {reported_at - started:.1f} s "
+               f"({repeats} repeated callbacks, deduplicable by messageid)")
+    finally:
+        for proc in engines.values():
+            if proc in stack.engines:
+                stack.engines.remove(proc)
+            proc.kill()
+            proc.wait()
+        await db.dispose()
