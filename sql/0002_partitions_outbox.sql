@@ -24,7 +24,7 @@ CREATE TABLE flow.transaction (
     CONSTRAINT transaction_pkey PRIMARY KEY (id, dateref)
 ) PARTITION BY RANGE (dateref);
 CREATE INDEX transaction_account_dateref_idx ON flow.transaction (branch, account, dateref, createdat, id);
-CREATE INDEX transaction_tracekey_idx ON flow.transaction (tracekey);
+-- No tracekey index here: flow.outcome's answers "which postings carry this tracekey", applied or not.
 
 -- Native monthly partitions, named flow.transaction_pYYYYMM. Used where pg_partman is not installed;
 -- harmless beside it (it skips months that already have a partition).
@@ -80,16 +80,20 @@ END $$;
 INSERT INTO flow.transaction SELECT * FROM flow.transaction_unpartitioned;
 DROP TABLE flow.transaction_unpartitioned;
 
+-- The outcome row is written for every posting, so it is kept lean: status and message follow from
+-- the code, and the content fingerprint is a 128-bit hash.
 ALTER TABLE flow.outcome ADD COLUMN dateref date;
 UPDATE flow.outcome o SET dateref = t.dateref FROM flow.transaction t WHERE t.id = o.id;
+ALTER TABLE flow.outcome DROP COLUMN status, DROP COLUMN message;
+ALTER TABLE flow.outcome ALTER COLUMN fingerprint TYPE uuid USING substr(fingerprint, 1, 32)::uuid;
 
--- Callbacks waiting for the relay to publish them on FlowCallback; deleted once SNS accepted them.
--- messageid is stable across retries (derived from the posting id and outcome), so consumers can dedupe.
+-- Callbacks waiting for the relay to publish them on FlowCallback, one row per applied batch (a JSON
+-- array of callback messages); a row is deleted once SNS accepted all of it. Each message carries a
+-- messageid that is stable across retries, so consumers can dedupe.
 CREATE TABLE flow.callback_outbox (
     seq       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    messageid uuid        NOT NULL,
-    tracekey  uuid        NOT NULL,
-    status    text        NOT NULL,
-    body      text        NOT NULL,
+    callbacks text        NOT NULL,
     createdat timestamptz NOT NULL DEFAULT now()
 );
+-- Short-lived rows: compressing them costs more than it saves.
+ALTER TABLE flow.callback_outbox ALTER COLUMN callbacks SET STORAGE EXTERNAL;

@@ -38,9 +38,11 @@ async def test_a_poison_message_ends_in_the_dlq_without_blocking_the_rest(stack,
         assert "{not json" in bodies
 
 
-async def _outbox_count(db) -> int:
+async def _outbox(db) -> list[dict]:
+    """Every callback waiting in the outbox, oldest first."""
     async with db.connect() as conn:
-        return (await conn.execute(text("SELECT count(*) FROM flow.callback_outbox"))).scalar()
+        rows = (await conn.execute(text("SELECT callbacks FROM flow.callback_outbox ORDER BY seq"))).scalars()
+        return [callback for row in rows for callback in json.loads(row)]
 
 
 @pytest.mark.integration
@@ -56,7 +58,7 @@ async def test_an_sns_outage_delays_callbacks_and_loses_none(stack, fresh_databa
             _session().client("sqs", endpoint_url=stack.aws_endpoint) as sqs:
         relay = CallbackRelay(db, CallbackPublisher(sns, topic_arn))
         assert await relay.relay_once() == (0, 26)  # SNS refuses: the topic is not there
-        assert await _outbox_count(db) == 26
+        assert len(await _outbox(db)) == 26
 
         await sns.create_topic(Name=name)
         queue_url = (await sqs.create_queue(QueueName=f"outage-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
@@ -64,7 +66,7 @@ async def test_an_sns_outage_delays_callbacks_and_loses_none(stack, fresh_databa
         await sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
         fresh_relay = CallbackRelay(db, CallbackPublisher(sns, topic_arn))
         assert await fresh_relay.relay_once() == (26, 0)
-        assert await _outbox_count(db) == 0
+        assert await _outbox(db) == []
 
         listener = TopicListener(sqs, queue_url)
         seen = await listener.collect({str(p.tracekey) for p in sent}, timeout=30)
@@ -80,11 +82,10 @@ async def test_a_redelivery_does_not_queue_a_second_callback(fresh_database):
     first = posting()
     await apply(db, [first])
     await apply(db, [first])
-    assert await _outbox_count(db) == 1
+    assert len(await _outbox(db)) == 1
     reused = first.model_copy(update={"amount": first.amount + 1, "tracekey": uuid.uuid4()})
     await apply(db, [reused])
-    async with db.connect() as conn:
-        bodies = [json.loads(b) for b in (await conn.execute(text("SELECT body FROM flow.callback_outbox ORDER BY seq"))).scalars()]
+    bodies = await _outbox(db)
     assert [b["code"] for b in bodies] == ["R000", "R030"]
     assert bodies[0]["messageid"] != bodies[1]["messageid"]
     await db.dispose()

@@ -1,21 +1,11 @@
-"""Publishes queued callbacks on the FlowCallback topic."""
+"""Publishes callback messages on the FlowCallback topic."""
 
 import asyncio
-from dataclasses import dataclass
-from uuid import UUID
+import json
 
-__all__ = ["CallbackPublisher", "QueuedCallback"]
+__all__ = ["CallbackPublisher"]
 
 _SNS_BATCH_LIMIT = 10  # PublishBatch takes at most 10 entries
-
-
-@dataclass(frozen=True)
-class QueuedCallback:
-    seq: int
-    messageid: UUID
-    tracekey: UUID
-    status: str
-    body: str
 
 
 class CallbackPublisher:
@@ -23,28 +13,27 @@ class CallbackPublisher:
         self._sns = sns_client
         self._topic_arn = topic_arn
 
-    async def publish(self, callbacks: list[QueuedCallback]) -> set[int]:
-        """Publishes what it can, ten at a time and concurrently; returns the seqs SNS accepted."""
-        chunks = [callbacks[n:n + _SNS_BATCH_LIMIT] for n in range(0, len(callbacks), _SNS_BATCH_LIMIT)]
-        results = await asyncio.gather(*(self._publish_chunk(chunk) for chunk in chunks), return_exceptions=True)
+    async def publish(self, callbacks: list[dict]) -> set[int]:
+        """Publishes what it can, ten at a time and concurrently; returns the indexes SNS accepted."""
+        starts = range(0, len(callbacks), _SNS_BATCH_LIMIT)
+        results = await asyncio.gather(*(self._publish_chunk(callbacks, n) for n in starts), return_exceptions=True)
         accepted: set[int] = set()
         for result in results:
+            if isinstance(result, Exception):
+                continue  # not accepted: tried again later
             if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                continue
+                raise result
             accepted |= result
         return accepted
 
-    async def _publish_chunk(self, chunk: list[QueuedCallback]) -> set[int]:
+    async def _publish_chunk(self, callbacks: list[dict], start: int) -> set[int]:
         response = await self._sns.publish_batch(
             TopicArn=self._topic_arn,
             PublishBatchRequestEntries=[
-                {"Id": str(c.seq), "Message": c.body,
-                 "MessageAttributes": {"tracekey": {"DataType": "String", "StringValue": str(c.tracekey)},
-                                       "status": {"DataType": "String", "StringValue": c.status},
-                                       "messageid": {"DataType": "String", "StringValue": str(c.messageid)}}}
-                for c in chunk
+                {"Id": str(n), "Message": json.dumps(c),
+                 "MessageAttributes": {name: {"DataType": "String", "StringValue": c[name]}
+                                       for name in ("tracekey", "status", "messageid")}}
+                for n, c in enumerate(callbacks[start:start + _SNS_BATCH_LIMIT], start)
             ],
         )
         return {int(entry["Id"]) for entry in response.get("Successful", [])}

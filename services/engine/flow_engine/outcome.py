@@ -1,7 +1,7 @@
 """What happened to one posting, as recorded in flow.outcome and announced on FlowCallback."""
 
-import json
 from dataclasses import dataclass
+from functools import cached_property
 from uuid import UUID, uuid5
 
 from flow_kit.codes import Code
@@ -21,13 +21,12 @@ class Outcome:
     def status(self) -> str:
         return "applied" if self.code is Code.APPLIED else "rejected"
 
-    @property
+    @cached_property
     def messageid(self) -> UUID:
         """The same for every announcement of this outcome, so consumers can drop repeats."""
         return uuid5(_MESSAGE_IDS, f"{self.id}:{self.code.value}:{self.tracekey}")
 
-    def callback_json(self) -> str:
-        return json.dumps(
-            {"messageid": str(self.messageid), "id": str(self.id), "tracekey": str(self.tracekey),
-             "status": self.status, "code": self.code.value, "message": self.code.message}
-        )
+    def callback(self) -> dict:
+        """The message announced on FlowCallback."""
+        return {"messageid": str(self.messageid), "id": str(self.id), "tracekey": str(self.tracekey),
+                "status": self.status, "code": self.code.value, "message": self.code.message}

@@ -1,16 +1,18 @@
-"""The outbox relay: publishes the callbacks the engine queued in flow.callback_outbox and deletes
-each one SNS accepted. Rows are claimed with SKIP LOCKED, so every engine process can relay at
-once; a row whose publish fails stays and is tried again with backoff, so an SNS outage delays
-callbacks and loses none, and a crash between commit and publish only means a later publish."""
+"""The outbox relay: publishes the callbacks the engine queued in flow.callback_outbox (one row per
+applied batch) and deletes each row once SNS accepted all of it; a partly published row keeps only
+what is left. Rows are claimed with SKIP LOCKED, so every engine process can relay at once; what
+fails to publish stays and is tried again with backoff, so an SNS outage delays callbacks and loses
+none, and a crash between commit and publish only means a later (possibly repeated) publish."""
 
 import asyncio
+import json
 import logging
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .callbacks import CallbackPublisher, QueuedCallback
+from .callbacks import CallbackPublisher
 
 __all__ = ["CallbackRelay"]
 
@@ -21,21 +23,22 @@ FAILED = Counter("flow_engine_callback_publish_failures_total", "Callbacks SNS d
 OLDEST = Gauge("flow_engine_callback_outbox_oldest_seconds", "Age of the oldest callback waiting in the outbox")
 
 _CLAIM = text(
-    """SELECT seq, messageid, tracekey, status, body, extract(epoch FROM now() - createdat) AS age
+    """SELECT seq, callbacks, extract(epoch FROM now() - createdat) AS age
        FROM flow.callback_outbox
        ORDER BY seq
        LIMIT :limit
        FOR UPDATE SKIP LOCKED"""
 )
 _DELETE = text("DELETE FROM flow.callback_outbox WHERE seq = ANY(CAST(:seqs AS bigint[]))")
+_KEEP_REST = text("UPDATE flow.callback_outbox SET callbacks = :callbacks WHERE seq = :seq")
 
 
 class CallbackRelay:
-    def __init__(self, db: AsyncEngine, publisher: CallbackPublisher, batch_size: int = 200,
+    def __init__(self, db: AsyncEngine, publisher: CallbackPublisher, rows_per_claim: int = 5,
                  idle_seconds: float = 0.5, max_backoff_seconds: float = 30.0) -> None:
         self._db = db
         self._publisher = publisher
-        self._batch_size = batch_size
+        self._rows_per_claim = rows_per_claim
         self._idle_seconds = idle_seconds
         self._max_backoff = max_backoff_seconds
         self._wake = asyncio.Event()
@@ -50,20 +53,29 @@ class CallbackRelay:
         self._wake.set()
 
     async def relay_once(self) -> tuple[int, int]:
-        """Publishes one claimed batch; returns (published, failed)."""
+        """Publishes the callbacks of a few claimed rows; returns (published, failed)."""
         async with self._db.begin() as conn:
-            rows = (await conn.execute(_CLAIM, {"limit": self._batch_size})).all()
+            rows = (await conn.execute(_CLAIM, {"limit": self._rows_per_claim})).all()
             if not rows:
                 OLDEST.set(0)
                 return 0, 0
             OLDEST.set(float(rows[0].age))
-            accepted = await self._publisher.publish(
-                [QueuedCallback(r.seq, r.messageid, r.tracekey, r.status, r.body) for r in rows])
-            if accepted:
-                await conn.execute(_DELETE, {"seqs": sorted(accepted)})
+            claimed = [(row.seq, json.loads(row.callbacks)) for row in rows]
+            flat = [callback for _, callbacks in claimed for callback in callbacks]
+            accepted = await self._publisher.publish(flat)
+            done, start = [], 0
+            for seq, callbacks in claimed:
+                rest = [c for n, c in enumerate(callbacks, start) if n not in accepted]
+                start += len(callbacks)
+                if rest:
+                    await conn.execute(_KEEP_REST, {"seq": seq, "callbacks": json.dumps(rest)})
+                else:
+                    done.append(seq)
+            if done:
+                await conn.execute(_DELETE, {"seqs": done})
         PUBLISHED.inc(len(accepted))
-        FAILED.inc(len(rows) - len(accepted))
-        return len(accepted), len(rows) - len(accepted)
+        FAILED.inc(len(flat) - len(accepted))
+        return len(accepted), len(flat) - len(accepted)
 
     async def run(self) -> None:
         backoff = 0.0

@@ -45,6 +45,7 @@ class PostingMessage(PostingIn):
 
 
 _LOCATIONS = {"body", "path", "query", "header"}
+_CENTS = Decimal("0.01")
 # Which code a validation failure of each field gets.
 _FIELD_CODES = {
     "branch": Code.INVALID_BRANCH,
@@ -82,19 +83,14 @@ def check_dateref(dateref: date, acceptedat: datetime, window_days: int) -> Code
     return None
 
 
-def fingerprint(posting: PostingIn) -> str:
-    """The posting's content, hashed: tells a redelivery from an id reused for another posting.
-
-    tracekey and acceptedat are left out: a client retrying the same posting may draw new ones.
+def fingerprint(posting: PostingIn) -> UUID:
+    """The posting's content, hashed to 128 bits: tells a redelivery from an id reused for another
+    posting. tracekey and acceptedat are left out: a client retrying the same posting may draw new ones.
     """
-    content = {
-        "branch": posting.branch,
-        "account": posting.account,
-        "amount": str(posting.amount.quantize(Decimal("0.01"))),
-        "debitcredit": posting.debitcredit,
-        "eventcode": posting.eventcode,
-        "description": posting.description,
-        "details": posting.details,
-        "dateref": posting.dateref.isoformat(),
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    details = "" if posting.details is None else json.dumps(posting.details, sort_keys=True, separators=(",", ":"))
+    content = "\x1f".join((
+        posting.branch, posting.account, str(posting.amount.quantize(_CENTS)), posting.debitcredit,
+        str(posting.eventcode), "\x00" if posting.description is None else posting.description, details,
+        posting.dateref.isoformat(),
+    ))
+    return UUID(bytes=hashlib.blake2b(content.encode(), digest_size=16).digest())

@@ -62,7 +62,8 @@ def create_app(settings: QuerySettings) -> FastAPI:
             outcome = (await conn.execute(OUTCOME_BY_ID, {"id": id})).mappings().first()
         if outcome is None:
             raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
-        return TransactionOut(**outcome)
+        code = Code(outcome["code"])
+        return TransactionOut(**outcome, status="rejected", message=code.message)
 
     @app.get("/v1/accounts/{branch}/{account}/statement", response_model=Statement, responses=errors,
              summary="An account's postings between two reference dates, oldest first")

@@ -12,7 +12,7 @@ TRANSACTION_BY_ID = text(
        WHERE o.id = :id"""
 )
 
-OUTCOME_BY_ID = text("SELECT id, tracekey, status, code, message, createdat FROM flow.outcome WHERE id = :id")
+OUTCOME_BY_ID = text("SELECT id, tracekey, code, createdat FROM flow.outcome WHERE id = :id")
 
 STATEMENT = text(
     """SELECT id, dateref, amount, debitcredit, eventcode, description, tracekey, createdat
