@@ -10,7 +10,7 @@ then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and th
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s and accept-to-callback
 latency.
 
-    .venv/bin/python -m bench.engine [--postings 50000] [--processes 2] [--pollers 4] [--batch 500] [--e2e]
+    .venv/bin/python -m bench.engine [--postings 50000] [--processes 2] [--pollers 2] [--batch 500] [--e2e N]
 """
 
 import argparse
@@ -287,8 +287,8 @@ async def end_to_end(count: int) -> dict:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=50_000)
-    parser.add_argument("--processes", type=int, default=2, help="engine processes")
-    parser.add_argument("--pollers", type=int, default=4, help="pollers (concurrent batches) per engine process")
+    parser.add_argument("--processes", type=int, default=2, help="engine processes (pods)")
+    parser.add_argument("--pollers", type=int, default=2, help="pollers per process (FLOW_ENGINE_POLLERS)")
     parser.add_argument("--batch", type=int, default=500, help="postings per batch (FLOW_ENGINE_BATCH_SIZE)")
     parser.add_argument("--e2e", type=int, default=0, metavar="N", help="also N postings end to end through LocalStack")
     args = parser.parse_args()

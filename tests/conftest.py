@@ -51,9 +51,18 @@ def query_url(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.config.query_port}"
 
 
+@pytest.fixture(scope="session")
+def token(stack: Stack):
+    """`token(*scopes)`: a bearer token from the stack's development issuer (every scope by default)."""
+    def mint(*scopes: str) -> str:
+        return stack.issuer.mint(scopes or ("flow.read", "flow.write", "flow.admin"))
+    return mint
+
+
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+async def http(token) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of FLOW's APIs, with a bearer token carrying every scope."""
+    async with httpx.AsyncClient(timeout=30, headers={"authorization": f"Bearer {token()}"}) as client:
         yield client
 
 

@@ -314,7 +314,7 @@ def test_values_schema_is_closed_at_every_object_level():
 @pytest.mark.parametrize(("args", "message"), [
     ((), "database.secretName"),
     (("--set", "database.secretName=db"), "messaging."),
-    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.databasePoolSize=5"), "pollers + 2"),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.pollers=4,engine.databasePoolSize=5"), "pollers + 2"),
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.waitSeconds=20,engine.terminationGracePeriodSeconds=45"),
      "waitSeconds + 30"),
     (("-f", CHART / "ci" / "keda-values.yaml"), "needs KEDA"),

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 
@@ -45,9 +47,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _call(url: str, body: dict | None = None) -> dict:
+def _call(url: str, body: dict | None = None, token: str | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
@@ -55,7 +58,7 @@ def _call(url: str, body: dict | None = None) -> dict:
 def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(tmp_path):
     tmp_path.chmod(0o755)
     ports = {name: free_port() for name in ("FLOW_DEV_PG_PORT", "FLOW_DEV_LOCALSTACK_PORT", "FLOW_INGEST_HTTP_PORT",
-                                            "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT")}
+                                            "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT", "FLOW_DEV_ISSUER_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "FLOW_DEV_STATE_DIR": str(tmp_path)}
     log = open(tmp_path / "run.log", "w+")
     started: set[int] = set()
@@ -70,19 +73,28 @@ def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(tmp_path):
         ingest, query = (f"http://127.0.0.1:{ports['FLOW_INGEST_HTTP_PORT']}",
                          f"http://127.0.0.1:{ports['FLOW_QUERY_HTTP_PORT']}")
         assert f"{ingest}/docs" in banner and "curl -s -X POST" in banner
+        # The token the way the banner says: client credentials at the development issuer.
+        issuer = re.search(r"TOKEN=\$\(curl -s -X POST (\S+)", banner).group(1)
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "flow-dev",
+                                       "client_secret": "flow-dev-secret", "scope": "flow.write flow.read"}).encode()
+        with urllib.request.urlopen(urllib.request.Request(issuer, data=form), timeout=10) as response:
+            token = json.load(response)["access_token"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _call(f"{ingest}/v1/transactions", {})
+        assert refused.value.code == 401
         example = re.search(r"-d '(\{.*\})'", banner).group(1)
-        accepted = _call(f"{ingest}/v1/transactions", json.loads(example))
+        accepted = _call(f"{ingest}/v1/transactions", json.loads(example), token)
         assert accepted["status"] == "accepted"
         deadline = time.monotonic() + 30
         while True:
             try:
-                posted = _call(f"{query}/v1/transactions/{accepted['id']}")
+                posted = _call(f"{query}/v1/transactions/{accepted['id']}", token=token)
                 break
             except urllib.error.HTTPError as error:
                 assert error.code == 404 and time.monotonic() < deadline
                 time.sleep(0.2)
         assert posted["status"] == "applied" and posted["amount"] == "150.25"
-        balances = _call(f"{query}/v1/accounts/0001/000000001/balances")
+        balances = _call(f"{query}/v1/accounts/0001/000000001/balances", token=token)
         today = datetime.now(UTC).date().isoformat()
         assert [(b["dateref"], b["balance"]) for b in balances["items"]] == [(today, "150.25")]
         started = _descendants(proc.pid)

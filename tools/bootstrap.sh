@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything FLOW needs on a fresh machine, and nothing twice:
 #   .state/uv               uv, the installer (pinned)
-#   .venv                   the app and its test tools, from the hash-pinned requirements.lock
+#   .venv                   the app and its test tools, from the hash-pinned requirements-dev.lock
 #   .state/localstack-venv  LocalStack 4.4.0, from tools/localstack.lock (its pins clash with the app's)
 #   PostgreSQL server binaries, from the OS packages when run as root and none are installed
 set -euo pipefail
@@ -29,11 +29,11 @@ fi
 UV="$STATE/uv/bin/uv"
 export UV_PYTHON_DOWNLOADS=never
 
-app_sum=$(cat requirements.lock services/*/pyproject.toml | sha256sum | cut -c1-16)
+app_sum=$(cat requirements-dev.lock services/*/pyproject.toml | sha256sum | cut -c1-16)
 if ! stamp_ok .venv/.flow-stamp "$app_sum"; then
   say "installing the app into .venv"
   "$UV" venv --quiet --allow-existing --python "$PYTHON" .venv
-  "$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+  "$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements-dev.lock
   "$UV" pip install --quiet --python .venv/bin/python --no-deps \
     -e services/kit -e services/ingest -e services/engine -e services/query
   echo "$app_sum" > .venv/.flow-stamp

@@ -17,12 +17,18 @@ FLOW is running.
   engine   {engine}/metrics
   postgres {db}
   aws      {aws} (LocalStack: topics FlowRequest, FlowCallback; queue FlowTransaction)
+  issuer   {issuer} (development OIDC issuer: client flow-dev, secret flow-dev-secret)
+
+Get a bearer token (scopes flow.write flow.read flow.admin):
+  TOKEN=$(curl -s -X POST {issuer}/token -d grant_type=client_credentials -d client_id=flow-dev \\
+    -d client_secret=flow-dev-secret -d 'scope=flow.write flow.read flow.admin' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 Try it:
-  curl -s -X POST {ingest}/v1/transactions -H 'content-type: application/json' \\
+  curl -s -X POST {ingest}/v1/transactions -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
     -d '{{"branch":"0001","account":"000000001","amount":"150.25","debitcredit":"C","eventcode":1,"dateref":"{today}","description":"first posting"}}'
-  curl -s {query}/v1/transactions/<id from the answer>
-  curl -s '{query}/v1/accounts/0001/000000001/balances'
+  curl -s -H "authorization: Bearer $TOKEN" {query}/v1/transactions/<id from the answer>
+  curl -s -H "authorization: Bearer $TOKEN" '{query}/v1/accounts/0001/000000001/balances'
 
 Ctrl-C stops everything.
 """
@@ -41,6 +47,7 @@ def main() -> int:
         ingest_port=_int_env("FLOW_INGEST_HTTP_PORT", 8001),
         query_port=_int_env("FLOW_QUERY_HTTP_PORT", 8002),
         engine_port=_int_env("FLOW_ENGINE_HTTP_PORT", 8003),
+        issuer_port=_int_env("FLOW_DEV_ISSUER_PORT", 8004),
         database_url=os.environ.get("FLOW_DEV_DATABASE_URL") or None,
         retroactive_days=_int_env("FLOW_RETROACTIVE_DAYS", 7),
     )
@@ -59,7 +66,7 @@ def main() -> int:
         print(f"devstack: could not start: {exc}", file=sys.stderr)
         return 1
     print(BANNER.format(ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
-                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url,
+                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url, issuer=stack.issuer.url,
                         aws=stack.aws_endpoint, today=datetime.now(UTC).date().isoformat()), flush=True)
     try:
         while not stopping:

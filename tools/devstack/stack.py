@@ -16,14 +16,16 @@ import boto3
 
 from flow_kit.migrations import apply_migrations
 
+from .issuer import DevIssuer
 from .localstack import LocalStack
 from .messaging import deploy_messaging, local_aws_env
 from .postgres import PostgresCluster
 from .processes import spawn, stop, wait_until
 
-__all__ = ["ROOT", "Stack", "StackConfig"]
+__all__ = ["AUDIENCE", "ROOT", "Stack", "StackConfig"]
 
 ROOT = Path(__file__).resolve().parents[2]
+AUDIENCE = "api://flow"
 _log = logging.getLogger("devstack")
 
 DEMO_EVENTS = """
@@ -44,6 +46,7 @@ class StackConfig:
     ingest_port: int = 8001
     query_port: int = 8002
     engine_port: int = 8003
+    issuer_port: int = 8004
     database_url: str | None = None  # use this server instead of starting a cluster
     fast: bool = False  # throwaway cluster for tests: no fsync
     log_dir: Path | None = None  # services' logs go here; None: to this process's stdout
@@ -57,6 +60,7 @@ class Stack:
         self.config = config
         self.postgres: PostgresCluster | None = None
         self.localstack: LocalStack | None = None
+        self.issuer: DevIssuer | None = None
         self.outputs: dict[str, str] = {}
         self.services: dict[str, subprocess.Popen] = {}
         self.engines: list[subprocess.Popen] = []
@@ -72,6 +76,8 @@ class Stack:
 
     def start_infrastructure(self) -> None:
         state = self.config.state_dir
+        # The development OIDC issuer, in this process: it signs the bearer tokens ingest and query check.
+        self.issuer = DevIssuer(self.config.issuer_port, audience=AUDIENCE).start()
         if not self.config.database_url:
             self.postgres = PostgresCluster(state / "postgres" / "data", self.config.pg_port, fast=self.config.fast)
             if not self.postgres.reachable():
@@ -104,6 +110,7 @@ class Stack:
     def service_env(self, service: str) -> dict[str, str]:
         c = self.config
         env = {**os.environ, **local_aws_env(self.aws_endpoint)}
+        env.update({"FLOW_AUTH_ISSUER": self.issuer.issuer, "FLOW_AUTH_AUDIENCE": AUDIENCE})
         common = {"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": "us-east-1"}
         specific = {
             "ingest": {"HTTP_PORT": c.ingest_port, "REQUEST_TOPIC_ARN": self.outputs["RequestTopicArn"],
@@ -184,6 +191,8 @@ class Stack:
             self.localstack.stop()
         if self.postgres:
             self.postgres.stop()
+        if self.issuer:
+            self.issuer.stop()
 
 
 def _http_ok(url: str) -> bool:

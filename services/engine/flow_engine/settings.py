@@ -12,12 +12,12 @@ class EngineSettings(DatabaseSettings):
     http_port: int = Field(8003, ge=1, le=65535)  # health and metrics only
     queue_url: str = Field(..., pattern=r"^https?://")
     callback_topic_arn: str = Field(..., pattern=r"^arn:aws[a-z-]*:sns:")
-    pollers: int = Field(4, ge=1, le=64)
-    batch_size: int = Field(100, ge=1, le=1000)  # postings gathered from the queue per database transaction
+    pollers: int = Field(2, ge=1, le=64)
+    batch_size: int = Field(500, ge=1, le=2000)  # postings gathered from the queue per database transaction
     wait_seconds: int = Field(5, ge=0, le=20)  # SQS long-poll; also bounds how long a stop waits
     retroactive_days: int = Field(7, ge=0, le=366)
     db_retry_attempts: int = Field(5, ge=1)
-    database_pool_size: int = Field(8, ge=3)
+    database_pool_size: int = Field(4, ge=3)
 
     @model_validator(mode="after")
     def _pool_fits_pollers(self) -> "EngineSettings":

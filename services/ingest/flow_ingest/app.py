@@ -5,11 +5,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
 from flow_kit.errors import FlowError, error_body, install_error_handlers
@@ -37,7 +38,9 @@ class ErrorOut(BaseModel):
     message: str
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
+def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = None) -> FastAPI:
+    auth = Authenticator(auth_settings or AuthSettings())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncExitStack() as stack:
@@ -47,14 +50,17 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     app = FastAPI(title="FLOW ingest", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app, validation_code=_counted_validation_code)
+    install_auth_error_handler(app)
     app.include_router(health_router(lambda: {"sns": app.state.publisher.check}))
 
     @app.post(
         "/v1/transactions",
         status_code=202,
         response_model=Accepted,
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut},
+                   503: {"model": ErrorOut}},
         summary="Accept one posting for asynchronous application",
+        dependencies=[Depends(auth.require("flow.write"))],
     )
     async def post_transaction(posting: PostingIn, request: Request) -> Accepted | JSONResponse:
         acceptedat = datetime.now(UTC)

@@ -1,7 +1,7 @@
 """FLOW's stable message codes: one place, so logs, API errors and callbacks agree.
 
 A code never changes meaning once published; add new ones at the end of their range.
-R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue; R06x: reconciliation;
+R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue; R06x: reconciliation; R07x: authentication;
 R09x: FLOW's own faults.
 """
 
@@ -44,5 +44,11 @@ class Code(str, Enum):
     INVALID_QUERY = ("R042", "invalid query parameter")
     UNPARSEABLE_MESSAGE = ("R050", "queue message is not a valid posting")
     BALANCE_MISMATCH = ("R060", "balance row differs from its transactions")
+    TOKEN_MISSING = ("R070", "bearer token missing")
+    TOKEN_INVALID = ("R071", "bearer token is invalid")
+    TOKEN_EXPIRED = ("R072", "bearer token is expired or not yet valid")
+    TOKEN_WRONG_ISSUER = ("R073", "bearer token comes from an issuer FLOW does not trust")
+    TOKEN_WRONG_AUDIENCE = ("R074", "bearer token is not meant for FLOW")
+    TOKEN_LACKS_SCOPE = ("R075", "bearer token lacks the required scope")
     UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
     INTERNAL_ERROR = ("R099", "internal error; the technical team has the details")

@@ -8,13 +8,14 @@ from typing import TypeVar
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from .logs import configure_logging
 from .settings import ServiceSettings
 
 __all__ = ["load_settings", "serve"]
 
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound=BaseSettings)
 
 
 def load_settings(service: str, settings_class: type[S]) -> S:
@@ -30,11 +31,15 @@ def load_settings(service: str, settings_class: type[S]) -> S:
         sys.exit(2)
 
 
-def serve(service: str, settings_class: type[ServiceSettings], create_app: Callable[..., FastAPI]) -> None:
+def serve(service: str, settings_class: type[ServiceSettings], create_app: Callable[..., FastAPI],
+          *more_settings: type[BaseSettings]) -> None:
+    """`more_settings` are further settings classes (e.g. AuthSettings) handed to create_app after
+    the service's own, validated the same way."""
     settings = load_settings(service, settings_class)
+    extra = [load_settings(service, cls) for cls in more_settings]
     configure_logging(service, settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, *extra),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

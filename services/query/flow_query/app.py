@@ -5,9 +5,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel
 
+from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_engine, ping
 from flow_kit.errors import FlowError, install_error_handlers
@@ -31,7 +32,9 @@ class ErrorOut(BaseModel):
     message: str
 
 
-def create_app(settings: QuerySettings) -> FastAPI:
+def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = None) -> FastAPI:
+    auth = Authenticator(auth_settings or AuthSettings())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.db = create_engine(settings.database_url, settings.database_pool_size, "flow-query")
@@ -42,8 +45,10 @@ def create_app(settings: QuerySettings) -> FastAPI:
 
     app = FastAPI(title="FLOW query", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app, validation_code=lambda errors: validation_code(errors, _QUERY_CODES, Code.INVALID_QUERY))
+    install_auth_error_handler(app)
     app.include_router(health_router(lambda: {"database": lambda: ping(app.state.db)}))
-    errors = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+    errors = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+    reader = [Depends(auth.require("flow.read"))]
 
     def date_range(from_: date | None, to: date | None) -> tuple[date, date]:
         to = to or datetime.now(UTC).date()
@@ -52,7 +57,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
             raise FlowError(Code.INVALID_RANGE, 422)
         return from_, to
 
-    @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors,
+    @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=reader,
              summary="A posting by id: applied (with its content) or rejected (with its code)")
     async def get_transaction(id: UUID) -> TransactionOut:
         async with app.state.db.connect() as conn:
@@ -65,7 +70,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
         code = Code(outcome["code"])
         return TransactionOut(**outcome, status="rejected", message=code.message)
 
-    @app.get("/v1/accounts/{branch}/{account}/statement", response_model=Statement, responses=errors,
+    @app.get("/v1/accounts/{branch}/{account}/statement", response_model=Statement, responses=errors, dependencies=reader,
              summary="An account's postings between two reference dates, oldest first")
     async def get_statement(branch: BranchPath, account: AccountPath,
                             from_: Annotated[date | None, Query(alias="from")] = None,
@@ -76,7 +81,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
             items = [StatementLine(**row) for row in rows]
         return Statement(branch=branch, account=account, from_=from_, to=to, items=items)
 
-    @app.get("/v1/accounts/{branch}/{account}/balances", response_model=BalanceDays, responses=errors,
+    @app.get("/v1/accounts/{branch}/{account}/balances", response_model=BalanceDays, responses=errors, dependencies=reader,
              summary="An account's daily balance rows between two reference dates")
     async def get_balances(branch: BranchPath, account: AccountPath,
                            from_: Annotated[date | None, Query(alias="from")] = None,
