@@ -1,41 +1,51 @@
-"""The ingest API: authenticates (later), validates and publishes postings to FlowRequest."""
+"""The ingest API: checks the caller's token, validates postings and publishes them to FlowRequest;
+admins manage the event catalogue here too."""
 
-import logging
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
-from uuid import uuid4
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
-from pydantic import BaseModel
+from pydantic import ValidationError
 
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
+from flow_kit.db import create_engine, ping
 from flow_kit.errors import FlowError, error_body, install_error_handlers
+from flow_kit.events import EventOut
 from flow_kit.health import health_router
-from flow_kit.logs import tracekey_var
-from flow_kit.posting import PostingIn, PostingMessage, check_dateref, validation_code
+from flow_kit.limits import BodySizeLimit
+from flow_kit.posting import PostingIn, validation_code
 
+from .catalogue import EventCatalogue
+from .idempotency import RequestLedger
+from .intake import POSTINGS, Intake, Verdict
 from .publisher import RequestPublisher
+from .schemas import Accepted, BatchIn, BatchItem, BatchOut, ErrorOut, EventIn, EventPatch
 from .settings import IngestSettings
 
 __all__ = ["create_app"]
 
-_log = logging.getLogger(__name__)
-_POSTINGS = Counter("flow_ingest_postings_total", "Postings received by ingest", ["result", "code"])
+MAX_BATCH_ITEMS = 1000
+_EVENT_FIELDS = {"description": Code.INVALID_EVENT, "active": Code.INVALID_EVENT, "allowdebit": Code.INVALID_EVENT,
+                 "allowcredit": Code.INVALID_EVENT, "code": Code.INVALID_EVENTCODE}
 
 
-class Accepted(BaseModel):
-    id: str
-    tracekey: str
-    status: str = "accepted"
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": ErrorOut} for status in statuses}
 
 
-class ErrorOut(BaseModel):
-    code: str
-    message: str
+def _request_code(request: Request, errors: list[dict]) -> Code:
+    """The code of a refused request: a posting field's own code, or the event or batch one."""
+    path = request.url.path
+    if path.startswith("/v1/events"):
+        return validation_code(errors, _EVENT_FIELDS, Code.INVALID_EVENT)
+    if path == "/v1/transactions/batch":
+        return validation_code(errors, {"items": Code.INVALID_BATCH}, Code.INVALID_BATCH)
+    code = validation_code(errors)
+    POSTINGS.labels("rejected", code.value).inc()
+    return code
 
 
 def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = None) -> FastAPI:
@@ -44,51 +54,72 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncExitStack() as stack:
+            db = create_engine(settings.database_url, settings.database_pool_size, "flow-ingest")
+            stack.push_async_callback(db.dispose)
             sns = await stack.enter_async_context(AwsClients(settings).client("sns"))
-            app.state.publisher = RequestPublisher(sns, settings.request_topic_arn)
+            publisher = RequestPublisher(sns, settings.request_topic_arn)
+            app.state.catalogue = EventCatalogue(db, settings.event_cache_seconds)
+            app.state.intake = Intake(settings, app.state.catalogue, RequestLedger(db), publisher)
+            app.state.checks = {"database": lambda: ping(db), "sns": publisher.check}
             yield
 
-    app = FastAPI(title="FLOW ingest", version="0.1.0", lifespan=lifespan)
-    install_error_handlers(app, validation_code=_counted_validation_code)
+    app = FastAPI(title="FLOW ingest", version="0.2.0", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       per_path={"/v1/transactions/batch": settings.max_batch_body_bytes})
+    install_error_handlers(app, validation_code=_request_code)
     install_auth_error_handler(app)
-    app.include_router(health_router(lambda: {"sns": app.state.publisher.check}))
+    app.include_router(health_router(lambda: app.state.checks))
+    writer = [Depends(auth.require("flow.write"))]
+    admin = [Depends(auth.require("flow.admin"))]
 
-    @app.post(
-        "/v1/transactions",
-        status_code=202,
-        response_model=Accepted,
-        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut},
-                   503: {"model": ErrorOut}},
-        summary="Accept one posting for asynchronous application",
-        dependencies=[Depends(auth.require("flow.write"))],
-    )
-    async def post_transaction(posting: PostingIn, request: Request) -> Accepted | JSONResponse:
-        acceptedat = datetime.now(UTC)
-        message = PostingMessage(
-            **posting.model_dump(exclude={"id", "tracekey"}),
-            id=posting.id or uuid4(),
-            tracekey=posting.tracekey or uuid4(),
-            acceptedat=acceptedat,
-        )
-        tracekey_var.set(str(message.tracekey))
-        rule = check_dateref(message.dateref, acceptedat, settings.retroactive_days)
-        if rule:
-            _POSTINGS.labels("rejected", rule.value).inc()
-            raise FlowError(rule, 422)
+    async def accept(items: list) -> list[Verdict]:
         try:
-            await request.app.state.publisher.publish(message)
-        except Exception:
-            _log.exception("publish to FlowRequest failed", extra={"id": str(message.id)})
-            _POSTINGS.labels("failed", Code.UNAVAILABLE.value).inc()
-            return JSONResponse(error_body(Code.UNAVAILABLE), status_code=503)
-        _POSTINGS.labels("accepted", "").inc()
-        _log.info("posting accepted", extra={"id": str(message.id)})
-        return Accepted(id=str(message.id), tracekey=str(message.tracekey))
+            return await app.state.intake.accept(items)
+        except FlowError:
+            raise
+        except Exception as exc:  # the database or SNS is down: nothing was accepted, the client retries
+            raise FlowError(Code.UNAVAILABLE, 503) from exc
+
+    @app.post("/v1/transactions", status_code=202, response_model=Accepted, dependencies=writer,
+              responses=_errors(401, 403, 409, 413, 422, 503),
+              summary="Accept one posting for asynchronous application")
+    async def post_transaction(posting: PostingIn) -> Accepted | JSONResponse:
+        (verdict,) = await accept([posting])
+        if verdict.status != "accepted":
+            return JSONResponse(error_body(verdict.code), status_code=verdict.http_status)
+        return Accepted(id=str(verdict.id), tracekey=str(verdict.tracekey))
+
+    @app.post("/v1/transactions/batch", status_code=202, response_model=BatchOut, dependencies=writer,
+              responses=_errors(401, 403, 413, 422, 503),
+              summary="Accept up to 1,000 postings; each is judged on its own and gets its own answer")
+    async def post_batch(batch: BatchIn) -> BatchOut:
+        if not 1 <= len(batch.items) <= MAX_BATCH_ITEMS:
+            raise FlowError(Code.INVALID_BATCH, 422)
+        items: list[PostingIn | Code] = []
+        for item in batch.items:
+            try:
+                items.append(PostingIn.model_validate(item))
+            except ValidationError as exc:
+                items.append(validation_code(exc.errors()))
+        verdicts = await accept(items)
+        out = [BatchItem(index=n, status=v.status, id=v.id and str(v.id), tracekey=v.tracekey and str(v.tracekey),
+                         code=v.code and v.code.value, message=v.code and v.code.message)
+               for n, v in enumerate(verdicts)]
+        return BatchOut(items=out, **{s: sum(v.status == s for v in verdicts) for s in ("accepted", "rejected", "failed")})
+
+    @app.post("/v1/events", status_code=201, response_model=EventOut, dependencies=admin,
+              responses=_errors(401, 403, 409, 413, 422), summary="Add an event to the catalogue")
+    async def create_event(event: EventIn) -> EventOut:
+        created = await app.state.catalogue.create(event.description, event.active, event.allowdebit,
+                                                   event.allowcredit, event.code)
+        return EventOut(**created.__dict__)
+
+    @app.patch("/v1/events/{code}", response_model=EventOut, dependencies=admin,
+               responses=_errors(401, 403, 404, 413, 422),
+               summary="Rename an event, activate or deactivate it, allow or refuse debits and credits")
+    async def update_event(code: Annotated[int, Path(gt=0, le=2_147_483_647)],
+                           changes: Annotated[EventPatch, Body()]) -> EventOut:
+        updated = await app.state.catalogue.update(code, changes.model_dump(exclude_none=True))
+        return EventOut(**updated.__dict__)
 
     return app
-
-
-def _counted_validation_code(errors: list[dict]) -> Code:
-    code = validation_code(errors)
-    _POSTINGS.labels("rejected", code.value).inc()
-    return code

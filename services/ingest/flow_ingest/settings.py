@@ -1,14 +1,19 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from flow_kit.settings import ServiceSettings
+from flow_kit.settings import DatabaseSettings
 
 __all__ = ["IngestSettings"]
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(DatabaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOW_INGEST_", extra="ignore", frozen=True)
 
     http_port: int = Field(8001, ge=1, le=65535)
     request_topic_arn: str = Field(..., pattern=r"^arn:aws[a-z-]*:sns:")
     retroactive_days: int = Field(7, ge=0, le=366)
+    # Event flags are read from the catalogue at most this often; the engine checks again at apply time.
+    event_cache_seconds: float = Field(5.0, ge=0)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_batch_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_details_bytes: int = Field(4096, ge=2)

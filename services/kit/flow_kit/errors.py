@@ -32,7 +32,7 @@ def error_body(code: Code, message: str | None = None, **detail) -> dict:
 
 
 def install_error_handlers(app: FastAPI, validation_code: Callable | None = None) -> None:
-    """`validation_code(errors)` picks the code for a request that failed validation (default R001)."""
+    """`validation_code(request, errors)` picks the code for a request that failed validation (default R001)."""
 
     @app.exception_handler(FlowError)
     async def _flow_error(request: Request, exc: FlowError) -> JSONResponse:
@@ -41,7 +41,7 @@ def install_error_handlers(app: FastAPI, validation_code: Callable | None = None
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        code = validation_code(errors) if validation_code else Code.INVALID_BODY
+        code = validation_code(request, errors) if validation_code else Code.INVALID_BODY
         fields = [".".join(str(part) for part in err["loc"] if part != "body") for err in errors]
         return JSONResponse(error_body(code, fields=fields), status_code=422)
 

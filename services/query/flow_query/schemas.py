@@ -7,7 +7,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-__all__ = ["BalanceDay", "BalanceDays", "Statement", "StatementLine", "TransactionOut"]
+from flow_kit.events import EventOut
+
+__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "ErrorOut", "EventList", "Statement", "StatementLine",
+           "TransactionList", "TransactionOut"]
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
 
 
 class TransactionOut(BaseModel):
@@ -25,7 +33,11 @@ class TransactionOut(BaseModel):
     details: dict[str, Any] | None = None
     dateref: date | None = None
     acceptedat: datetime | None = None
-    createdat: datetime
+    createdat: datetime = Field(description="When the engine handled it")
+
+
+class TransactionList(BaseModel):
+    items: list[TransactionOut]
 
 
 class StatementLine(BaseModel):
@@ -37,6 +49,7 @@ class StatementLine(BaseModel):
     description: str | None
     tracekey: UUID
     createdat: datetime
+    balance: Decimal = Field(description="The account's balance just after this line")
 
 
 class Statement(BaseModel):
@@ -44,7 +57,10 @@ class Statement(BaseModel):
     account: str
     from_: date = Field(serialization_alias="from")
     to: date
+    opening_balance: Decimal = Field(description="Balance at the end of the day before `from`")
+    closing_balance: Decimal = Field(description="Balance at the end of `to`")
     items: list[StatementLine]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
 class BalanceDay(BaseModel):
@@ -53,7 +69,7 @@ class BalanceDay(BaseModel):
     totalcredit: Decimal
     accumulateddebit: Decimal
     accumulatedcredit: Decimal
-    balance: Decimal  # accumulatedcredit - accumulateddebit
+    balance: Decimal = Field(description="accumulatedcredit - accumulateddebit")
     updatedat: datetime
 
 
@@ -63,3 +79,17 @@ class BalanceDays(BaseModel):
     from_: date = Field(serialization_alias="from")
     to: date
     items: list[BalanceDay]
+
+
+class BalanceAt(BaseModel):
+    branch: str
+    account: str
+    date: date
+    accumulateddebit: Decimal
+    accumulatedcredit: Decimal
+    balance: Decimal = Field(description="accumulatedcredit - accumulateddebit at the end of `date`")
+    lastmovement: date | None = Field(description="The last day on or before `date` with postings")
+
+
+class EventList(BaseModel):
+    items: list[EventOut]

@@ -1,0 +1,123 @@
+"""Accepting postings: the checks ingest makes before publishing, the same for one posting and for a
+batch, each posting judged on its own."""
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from prometheus_client import Counter
+
+from flow_kit.codes import Code
+from flow_kit.logs import tracekey_var
+from flow_kit.posting import PostingIn, PostingMessage, check_dateref, fingerprint
+
+from .catalogue import EventCatalogue
+from .idempotency import RequestLedger
+from .publisher import RequestPublisher
+from .settings import IngestSettings
+
+__all__ = ["Intake", "Verdict"]
+
+_log = logging.getLogger(__name__)
+POSTINGS = Counter("flow_ingest_postings_total", "Postings received by ingest", ["result", "code"])
+
+# The HTTP status a single posting's refusal gets.
+_STATUS = {Code.ID_REUSED: 409, Code.UNAVAILABLE: 503}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One posting's answer: accepted (published), rejected (with its code), or failed (retry it)."""
+    status: str
+    id: UUID | None = None
+    tracekey: UUID | None = None
+    code: Code | None = None
+
+    @property
+    def http_status(self) -> int:
+        return 202 if self.status == "accepted" else _STATUS.get(self.code, 422)
+
+    def count(self) -> "Verdict":
+        POSTINGS.labels(self.status, self.code.value if self.code else "").inc()
+        return self
+
+
+class Intake:
+    def __init__(self, settings: IngestSettings, catalogue: EventCatalogue, ledger: RequestLedger,
+                 publisher: RequestPublisher) -> None:
+        self._settings = settings
+        self._catalogue = catalogue
+        self._ledger = ledger
+        self._publisher = publisher
+
+    async def _check(self, posting: PostingIn, acceptedat: datetime) -> Code | None:
+        """The checks beyond the posting's own shape: its event, its date, the size of its details."""
+        event = await self._catalogue.get(posting.eventcode)
+        if event is None:
+            return Code.EVENT_NOT_FOUND
+        refused = event.refuses(posting.debitcredit)
+        if refused:
+            return refused
+        refused = check_dateref(posting.dateref, acceptedat, self._settings.retroactive_days)
+        if refused:
+            return refused
+        if posting.details is not None and len(json.dumps(posting.details)) > self._settings.max_details_bytes:
+            return Code.INVALID_DETAILS
+        return None
+
+    async def accept(self, items: list[PostingIn | Code]) -> list[Verdict]:
+        """`items` are parsed postings, or the code an unparseable one got. One verdict per item."""
+        acceptedat = datetime.now(UTC)
+        verdicts: list[Verdict | None] = [None] * len(items)
+        messages: dict[int, PostingMessage] = {}
+        first_of: dict[UUID, int] = {}
+        for n, item in enumerate(items):
+            if isinstance(item, Code):
+                verdicts[n] = Verdict("rejected", code=item)
+                continue
+            refused = await self._check(item, acceptedat)
+            if refused:
+                verdicts[n] = Verdict("rejected", item.id, item.tracekey, refused)
+                continue
+            message = PostingMessage(**item.model_dump(exclude={"id", "tracekey"}), id=item.id or uuid4(),
+                                     tracekey=item.tracekey or uuid4(), acceptedat=acceptedat)
+            if message.id in first_of:  # the same id twice in one batch: judged like a retry
+                earlier = messages[first_of[message.id]]
+                same = fingerprint(earlier) == fingerprint(message)
+                verdicts[n] = Verdict("accepted", earlier.id, earlier.tracekey) if same else \
+                    Verdict("rejected", message.id, message.tracekey, Code.ID_REUSED)
+                continue
+            first_of[message.id] = n
+            messages[n] = message
+
+        earlier = await self._ledger.remember(list(messages.values()))
+        for n, message in list(messages.items()):
+            before = earlier.get(message.id)
+            if before is None:
+                continue
+            if before.fingerprint != fingerprint(message):
+                verdicts[n] = Verdict("rejected", message.id, message.tracekey, Code.ID_REUSED)
+                del messages[n]
+            else:  # a retry: answered as the first time, and published again (the engine applies an id once)
+                messages[n] = message.model_copy(update={"tracekey": before.tracekey, "acceptedat": before.acceptedat})
+
+        order = list(messages)
+        published = await self._publisher.publish_many([messages[n] for n in order]) if order else set()
+        for position, n in enumerate(order):
+            message = messages[n]
+            if position in published:
+                verdicts[n] = Verdict("accepted", message.id, message.tracekey)
+                tracekey_var.set(str(message.tracekey))
+                _log.info("posting accepted", extra={"id": str(message.id)})
+            else:
+                verdicts[n] = Verdict("failed", message.id, message.tracekey, Code.UNAVAILABLE)
+                _log.error("publish to FlowRequest failed", extra={"id": str(message.id)})
+        tracekey_var.set(None)
+        # Duplicates inside the batch follow their first copy's fate.
+        for n, verdict in enumerate(verdicts):
+            if verdict and verdict.status == "accepted" and n not in messages and verdict.id in first_of:
+                first = verdicts[first_of[verdict.id]]
+                verdicts[n] = first
+        return [v.count() for v in verdicts]

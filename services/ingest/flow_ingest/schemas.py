@@ -1,0 +1,60 @@
+"""What the ingest API takes and answers."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Accepted", "BatchIn", "BatchItem", "BatchOut", "ErrorOut", "EventIn", "EventPatch"]
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class Accepted(BaseModel):
+    id: str
+    tracekey: str
+    status: Literal["accepted"] = "accepted"
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Any] = Field(description="Up to 1,000 postings, each as for POST /v1/transactions; "
+                                         "each is judged on its own")
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: Literal["accepted", "rejected", "failed"]
+    id: str | None = None
+    tracekey: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    rejected: int
+    failed: int = Field(description="Not published for a passing fault: send these items again (same id)")
+    items: list[BatchItem]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: int | None = Field(None, gt=0, le=2_147_483_647, description="Drawn when absent")
+    description: str = Field(min_length=1, max_length=200)
+    active: bool = True
+    allowdebit: bool = True
+    allowcredit: bool = True
+
+
+class EventPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, min_length=1, max_length=200)
+    active: bool | None = None
+    allowdebit: bool | None = None
+    allowcredit: bool | None = None
