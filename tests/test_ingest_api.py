@@ -45,6 +45,7 @@ async def retired_event(ingest_url, token):
     ({"unknown": 1}, "R012"),
     ({"dateref": "yesterday"}, "R013"),
     ({"description": "x" * 201}, "R014"),
+    ({"description": "nul \u0000 inside"}, "R014"),
     ({"eventcode": 999_999}, "R020"),
     ("retired", "R021"),
     ({"eventcode": 3, "debitcredit": "D"}, "R022"),

@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flow_kit.posting import Text
+
 __all__ = ["Accepted", "BatchIn", "BatchItem", "BatchOut", "ErrorOut", "EventIn", "EventPatch"]
 
 
@@ -44,8 +46,9 @@ class BatchOut(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: int | None = Field(None, gt=0, le=2_147_483_647, description="Drawn when absent")
-    description: str = Field(min_length=1, max_length=200)
+    # Chosen codes stay below a million, so codes drawn by the catalogue's sequence never run out.
+    code: int | None = Field(None, gt=0, le=999_999, description="1 to 999999; drawn when absent")
+    description: Text = Field(min_length=1, max_length=200)
     active: bool = True
     allowdebit: bool = True
     allowcredit: bool = True
@@ -54,7 +57,7 @@ class EventIn(BaseModel):
 class EventPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(None, min_length=1, max_length=200)
+    description: Text | None = Field(None, min_length=1, max_length=200)
     active: bool | None = None
     allowdebit: bool | None = None
     allowcredit: bool | None = None

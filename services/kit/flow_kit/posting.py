@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .codes import Code
 
-__all__ = ["Account", "Branch", "PostingIn", "PostingMessage", "check_dateref", "fingerprint", "validation_code"]
+__all__ = ["Account", "Branch", "Text", "PostingIn", "PostingMessage", "check_dateref", "fingerprint", "validation_code"]
 
 Branch = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,10}$")]
 Account = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,20}$")]
+# Free text PostgreSQL can store: no NUL characters.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 # numeric(15,2): at most 13 integer digits and 2 decimals.
 Amount = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2, allow_inf_nan=False)]
 
@@ -30,7 +32,7 @@ class PostingIn(BaseModel):
     amount: Amount = Field(examples=["150.25"])
     debitcredit: Literal["D", "C"]
     eventcode: int = Field(gt=0, le=2_147_483_647)
-    description: str | None = Field(None, max_length=200)
+    description: Text | None = Field(None, max_length=200)
     tracekey: UUID | None = Field(None, description="Ties every record of one execution together; drawn when absent")
     details: dict[str, Any] | None = Field(None, description="Extra data owned by the origin")
     dateref: date = Field(description="Reference date; retroactive up to the configured window")
