@@ -1,9 +1,10 @@
 """The deployment artefacts: the Helm chart (lint, Kubernetes 1.30 and KEDA schemas, the hardening
-and wiring users rely on, its values schema), the CloudFormation template, the Dockerfiles and
-skaffold.yaml. No cluster and no Docker engine are needed: helm, kubernetes-validate,
+and wiring users rely on, the services' own settings models accepting what it renders, its values
+schema), the CloudFormation template, the Dockerfiles and skaffold.yaml. No cluster and no Docker engine are needed: helm, kubernetes-validate,
 cloudcoil-models-keda and cfn-lint come from tools/chart-tools.sh, which installs them into .state/."""
 
 import json
+import os
 import re
 import subprocess
 from functools import cache
@@ -22,6 +23,10 @@ CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
 SERVICES = ("ingest", "engine", "query")
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# user:password@ (or any user@) in a URL: never in a rendered manifest, whatever the mode.
+CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s\"'@]*@", re.I)
+SM_VALUES = "secrets-manager-values.yaml"
+AUTH_SET = ("--set", "auth.issuer=https://idp.example/v2.0,auth.audience=api://flow")
 
 
 def run(*args, input=None, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -48,10 +53,21 @@ def helm_template(*args) -> subprocess.CompletedProcess:
 
 
 @cache
-def rendered(values_file: str, *extra: str) -> tuple:
+def rendered_text(values_file: str, *extra: str) -> str:
     done = helm_template("-f", CHART / "ci" / values_file, *KEDA_API, *extra)
     assert done.returncode == 0, done.stderr
-    return tuple(parse_yaml(done.stdout))
+    return done.stdout
+
+
+@cache
+def rendered(values_file: str, *extra: str) -> tuple:
+    return tuple(parse_yaml(rendered_text(values_file, *extra)))
+
+
+@cache
+def ci_values(values_file: str) -> dict:
+    [values] = parse_yaml((CHART / "ci" / values_file).read_text())
+    return values
 
 
 def by_kind(docs, kind: str) -> dict:
@@ -69,6 +85,16 @@ def pod_specs(docs):
 
 def env_of(container) -> dict:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def service_env(docs, svc: str) -> dict:
+    [container] = by_kind(docs, "Deployment")[f"flow-{svc}"]["spec"]["template"]["spec"]["containers"]
+    return env_of(container)
+
+
+def secret_ref(var: dict) -> dict:
+    assert "value" not in var and set(var["valueFrom"]) == {"secretKeyRef"}, var
+    return var["valueFrom"]["secretKeyRef"]
 
 
 # --- helm lint and the Kubernetes / KEDA schemas ---------------------------------------------------
@@ -167,6 +193,9 @@ def test_services_probe_listen_on_all_interfaces_and_are_reachable(values_file):
         assert env[prefix + "HTTP_PORT"]["value"] == str(port["containerPort"]) and port["name"] == "http"
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        # /readyz runs its dependency checks one after another, up to 3 s each: database and SNS
+        # (ingest), database and replica lag (query), database, SQS and SNS (engine).
+        assert c["readinessProbe"]["timeoutSeconds"] > 3 * (3 if svc == "engine" else 2)
         assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False
         service = services[f"flow-{svc}"]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
@@ -216,19 +245,121 @@ def test_keda_scales_the_engine_on_its_queue_with_the_workload_identity():
 
 
 @pytest.mark.parametrize("values_file", CI_VALUES)
-def test_database_urls_only_come_from_secrets(values_file):
-    docs = rendered(values_file)
-    assert "postgresql" not in json.dumps(docs)
+def test_no_credentials_are_ever_rendered(values_file):
+    text = rendered_text(values_file)
+    assert not CREDENTIALS_IN_URL.search(text), CREDENTIALS_IN_URL.search(text)[0]
+    if ci_values(values_file).get("database", {}).get("mode", "secret") == "secret":
+        assert "postgresql" not in text  # every URL is a Secret key reference
     seen = 0
-    for name, spec in pod_specs(docs):
+    for name, spec in pod_specs(rendered(values_file)):
         for c in spec["containers"]:
             for var in c.get("env", []):
-                if "DATABASE_URL" in var["name"]:
+                if var["name"].endswith("DATABASE_URL"):
                     seen += 1
-                    assert "value" not in var and set(var["valueFrom"]) == {"secretKeyRef"}, (name, var)
-    assert seen >= 3  # engine, query, migrations
-    query = by_kind(rendered("default-values.yaml"), "Deployment")["flow-query"]["spec"]["template"]["spec"]["containers"][0]
-    assert env_of(query)["FLOW_QUERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "flow-database-replica", "key": "url"}
+                    if "value" in var:  # only a credential-free URL, only beside a Secrets Manager secret
+                        assert not CREDENTIALS_IN_URL.search(var["value"]), (name, var)
+                        assert env_of(c)[var["name"].replace("_URL", "_SECRET_ID")]["value"], (name, var)
+                    else:
+                        secret_ref(var)
+    assert seen >= 4  # ingest, engine, query, migrations
+
+
+def test_secret_mode_wires_the_primary_to_ingest_and_engine_and_the_replica_to_query():
+    docs = rendered("default-values.yaml")
+    primary = {"name": "flow-database", "key": "primary-url"}
+    assert secret_ref(service_env(docs, "ingest")["FLOW_INGEST_DATABASE_URL"]) == primary
+    assert secret_ref(service_env(docs, "engine")["FLOW_ENGINE_DATABASE_URL"]) == primary
+    assert secret_ref(service_env(docs, "query")["FLOW_QUERY_DATABASE_URL"]) == {"name": "flow-database-replica", "key": "url"}
+    for name, spec in pod_specs(docs):
+        if name in ("flow-migrate", "flow-reconcile"):
+            assert secret_ref(env_of(spec["containers"][0])["FLOW_DATABASE_URL"]) == primary
+    # The replica's Secret defaults to the primary's; its key does not.
+    minimal = rendered("minimal-values.yaml")
+    assert secret_ref(service_env(minimal, "query")["FLOW_QUERY_DATABASE_URL"]) == {"name": "flow-database", "key": "replica-url"}
+    for svc in SERVICES:
+        env = service_env(docs, svc)
+        assert not [n for n in env if "SECRET_ID" in n or "SECRET_REFRESH" in n], svc
+    assert "FLOW_QUERY_AWS_REGION" not in service_env(docs, "query")  # query needs AWS only for Secrets Manager
+
+
+def test_secrets_manager_mode_passes_credential_free_urls_and_secret_ids():
+    db = ci_values(SM_VALUES)["database"]
+    docs = rendered(SM_VALUES)
+    expected = {"ingest": (db["primaryUrl"], db["primarySecretId"]), "engine": (db["primaryUrl"], db["primarySecretId"]),
+                "query": (db["replicaUrl"], db["replicaSecretId"])}
+    assert db["primaryUrl"] != db["replicaUrl"]
+    for svc, (url, secret_id) in expected.items():
+        env, prefix = service_env(docs, svc), f"FLOW_{svc.upper()}_"
+        assert env[prefix + "DATABASE_URL"] == {"name": prefix + "DATABASE_URL", "value": url}, svc
+        assert env[prefix + "DATABASE_SECRET_ID"]["value"] == secret_id, svc
+        assert env[prefix + "DATABASE_SECRET_REFRESH_SECONDS"]["value"] == str(db["secretRefreshSeconds"]), svc
+        assert env[prefix + "AWS_REGION"]["value"] == "eu-west-1", svc  # where the secret is read from
+        assert not [v for v in env.values() if "valueFrom" in v], svc
+    # flow-migrate and the reconciliation take only --database-url: from the Kubernetes Secret still.
+    jobs = {name: spec for name, spec in pod_specs(docs) if name in ("flow-migrate", "flow-reconcile")}
+    assert set(jobs) == {"flow-migrate", "flow-reconcile"}
+    for name, spec in jobs.items():
+        env = env_of(spec["containers"][0])
+        assert secret_ref(env["FLOW_DATABASE_URL"]) == {"name": "flow-database-migrate", "key": "url"}, name
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    # The replica's secret defaults to the primary's; without migrations or reconciliation no
+    # Kubernetes Secret is needed at all.
+    bare = rendered(SM_VALUES, "--set", "database.replicaSecretId=,database.secretName=,migrations.enabled=false,reconcile.enabled=false")
+    assert service_env(bare, "query")["FLOW_QUERY_DATABASE_SECRET_ID"]["value"] == db["primarySecretId"]
+    assert "secretKeyRef" not in json.dumps(bare)
+
+
+def test_auth_is_passed_to_ingest_and_query_only():
+    # The audiences are a list, a comma-separated and a space-separated string in these three.
+    for values_file in ("default-values.yaml", SM_VALUES, "minimal-values.yaml"):
+        docs = rendered(values_file)
+        auth = ci_values(values_file)["auth"]
+        for svc in ("ingest", "query"):
+            env = service_env(docs, svc)
+            assert env["FLOW_AUTH_ENABLED"]["value"] == "true"
+            assert env["FLOW_AUTH_ISSUER"]["value"] == auth["issuer"]
+            assert env["FLOW_AUTH_AUDIENCE"]["value"] == "api://flow 11111111-1111-1111-1111-111111111111"
+            assert ("FLOW_AUTH_DISCOVERY_URL" in env) == bool(auth.get("discoveryUrl"))
+            assert ("FLOW_AUTH_ALGORITHMS" in env) == bool(auth.get("algorithms"))
+        for name, spec in pod_specs(docs):
+            if not name.endswith(("-ingest", "-query")):
+                assert not [n for c in spec["containers"] for n in env_of(c) if n.startswith("FLOW_AUTH_")], name
+    assert service_env(rendered("default-values.yaml"), "query")["FLOW_AUTH_ALGORITHMS"]["value"] == "RS256"
+    disabled = rendered("keda-values.yaml")
+    for svc in ("ingest", "query"):
+        auth_env = {n: v["value"] for n, v in service_env(disabled, svc).items() if n.startswith("FLOW_AUTH_")}
+        assert auth_env == {"FLOW_AUTH_ENABLED": "false"}
+
+
+def settings_classes():
+    from flow_engine.settings import EngineSettings
+    from flow_ingest.settings import IngestSettings
+    from flow_kit.auth import AuthSettings
+    from flow_query.settings import QuerySettings
+    return {"ingest": IngestSettings, "engine": EngineSettings, "query": QuerySettings}, AuthSettings
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_the_services_accept_the_rendered_settings(values_file, monkeypatch):
+    """Every FLOW_* variable is one the service reads (a misspelt one would be ignored silently), and
+    its settings model, the same that checks them at start-up, accepts them all."""
+    classes, auth_settings = settings_classes()
+    docs = rendered(values_file)
+    for svc, settings in classes.items():
+        env = service_env(docs, svc)
+        prefix = f"FLOW_{svc.upper()}_"
+        known = {prefix + f.upper() for f in settings.model_fields}
+        if svc != "engine":
+            known |= {"FLOW_AUTH_" + f.upper() for f in auth_settings.model_fields}
+        assert set(env) <= known, set(env) - known
+        for name in [n for n in os.environ if n.startswith("FLOW_")]:
+            monkeypatch.delenv(name)
+        for name, var in env.items():
+            # A Secret's URL: any one the model accepts stands in for it.
+            monkeypatch.setenv(name, var["value"] if "value" in var else "postgresql+asyncpg://u:p@db:5432/flow")
+        settings()
+        if svc != "engine":
+            auth_settings()
 
 
 def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_engine_image():
@@ -279,6 +410,15 @@ def test_images_pod_disruption_budgets_and_names():
     "ingest.bogus=1",                         # and deeper down
     "engine.scaledObject.bogus=1",
     "database.url=postgresql+asyncpg://u:p@h/flow",  # URLs are never values
+    "database.querySecretName=x",             # renamed replicaSecretName in 0.2.0
+    "database.primaryUrl=postgresql+asyncpg://h:5432/flow",  # a secretsManager key in secret mode
+    "database.mode=vault",
+    "auth.issuer=",                           # required when auth.enabled
+    "auth.audience=",
+    "auth.algorithms={HS256}",                # symmetric: never
+    "auth.discoveryUrl=http://idp.example/.well-known/openid-configuration",  # keys in clear
+    "ingest.maxBodyBytes=100",
+    "query.maxReplicaLagSeconds=0",
     "ingest.replicas=two",                    # a bad type
     "engine.pollers=0",                       # out of range
     "query.logLevel=VERBOSE",                 # not one of the levels
@@ -287,6 +427,20 @@ def test_images_pod_disruption_budgets_and_names():
 ])
 def test_values_schema_rejects(bad):
     done = helm_template("-f", CHART / "ci" / "minimal-values.yaml", "--set", bad)
+    assert done.returncode != 0 and "schema" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("bad", [
+    "database.primaryUrl=postgresql+asyncpg://flow:s3cret@db.example:5432/flow",  # credentials
+    "database.replicaUrl=postgresql+asyncpg://flow@db.example:5432/flow",          # even a user alone
+    "database.primaryUrl=",                   # required in that mode
+    "database.replicaUrl=",
+    "database.primarySecretId=",
+    "database.primarySecretId=not a secret",
+    "database.primaryUrl=mysql://db.example/flow",
+])
+def test_values_schema_rejects_in_secrets_manager_mode(bad):
+    done = helm_template("-f", CHART / "ci" / SM_VALUES, "--set", bad)
     assert done.returncode != 0 and "schema" in done.stderr, done.stderr
 
 
@@ -311,9 +465,18 @@ def test_values_schema_is_closed_at_every_object_level():
     assert not open_objects
 
 
+NO_SCHEMA = "--skip-schema-validation"  # to reach the templates' own checks behind the schema's
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    ((), "database.secretName"),
-    (("--set", "database.secretName=db"), "messaging."),
+    (AUTH_SET, "database.secretName"),
+    (("--set", "database.secretName=db", *AUTH_SET), "messaging."),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.issuer=", NO_SCHEMA), "auth.issuer"),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.audience=", NO_SCHEMA), "auth.audience"),
+    (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.issuer=http://idp.example"), "https"),
+    (("-f", CHART / "ci" / SM_VALUES, "--set", "database.secretName="), "also in secretsManager mode"),
+    (("-f", CHART / "ci" / SM_VALUES, "--set", "database.primaryUrl=postgresql+asyncpg://u:p@db/flow", NO_SCHEMA),
+     "must not hold a user or password"),
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.pollers=4,engine.databasePoolSize=5"), "pollers + 2"),
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "engine.waitSeconds=20,engine.terminationGracePeriodSeconds=45"),
      "waitSeconds + 30"),
@@ -384,3 +547,8 @@ def test_skaffold_builds_the_three_images_and_deploys_them_with_the_chart():
     docs = parse_yaml(done.stdout)
     assert by_kind(docs, "Deployment")["flow-ingest"]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/flow-ingest:0123abcd"
     assert by_kind(docs, "ScaledObject")
+    assert service_env(docs, "query")["FLOW_AUTH_ENABLED"]["value"] == "false"  # local development
+    # -p aws checks tokens, from the issuer and audiences the environment names.
+    aws = {p["path"].rsplit("/", 1)[1]: p["value"] for p in [p for p in config["profiles"] if p["name"] == "aws"][0]["patches"]}
+    assert aws["auth.enabled"] == "true"
+    assert (aws["auth.issuer"], aws["auth.audience"]) == ("{{.FLOW_AUTH_ISSUER}}", "{{.FLOW_AUTH_AUDIENCE}}")

@@ -61,19 +61,90 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret key references of the database URLs: never plain values. */}}
-{{- define "flow.primaryDatabaseUrl" -}}
-valueFrom:
-  secretKeyRef:
-    name: {{ required "database.secretName must name the Secret holding the database URLs" .Values.database.secretName }}
-    key: {{ .Values.database.primaryKey }}
+{{/*
+The database env of a service. Takes (dict "root" $ "prefix" "FLOW_INGEST_" "target" "primary"),
+target primary (ingest, engine) or replica (query). In secret mode the URL, credentials included,
+is a Secret key reference; in secretsManager mode it is a plain, credential-free value and the
+credentials come from the Secrets Manager secret the service reads itself.
+*/}}
+{{- define "flow.databaseEnv" -}}
+{{- $db := .root.Values.database -}}
+{{- $primary := eq .target "primary" -}}
+{{- if eq $db.mode "secretsManager" -}}
+{{- $urlKey := ternary "primaryUrl" "replicaUrl" $primary -}}
+{{- $url := required (printf "database.%s (without credentials) is required in secretsManager mode" $urlKey) (ternary $db.primaryUrl $db.replicaUrl $primary) -}}
+{{- include "flow.checkCredentialFree" (dict "key" (printf "database.%s" $urlKey) "url" $url) -}}
+{{- $primaryId := required "database.primarySecretId (the Secrets Manager secret's name or ARN) is required in secretsManager mode" $db.primarySecretId -}}
+{{- $secretId := ternary $primaryId (default $primaryId $db.replicaSecretId) $primary -}}
+- name: {{ .prefix }}DATABASE_URL
+  value: {{ $url | quote }}
+- name: {{ .prefix }}DATABASE_SECRET_ID
+  value: {{ $secretId | quote }}
+- name: {{ .prefix }}DATABASE_SECRET_REFRESH_SECONDS
+  value: {{ $db.secretRefreshSeconds | quote }}
+{{- else -}}
+{{- $name := required "database.secretName must name the Secret holding the database URLs" $db.secretName -}}
+- name: {{ .prefix }}DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ ternary $name (default $name $db.replicaSecretName) $primary }}
+      key: {{ ternary $db.primaryKey $db.replicaKey $primary }}
+{{- end -}}
 {{- end -}}
 
-{{- define "flow.queryDatabaseUrl" -}}
+{{/*
+The primary's URL, with credentials, for flow-migrate and the reconciliation (both take only
+--database-url): a Secret key reference in either mode, never a plain value.
+*/}}
+{{- define "flow.migrationDatabaseUrl" -}}
+{{- $db := .Values.database -}}
+{{- $message := "database.secretName must name the Secret holding the database URLs" -}}
+{{- if eq $db.mode "secretsManager" -}}
+{{- $message = "database.secretName must name a Secret holding the primary's URL with credentials (key database.primaryKey), also in secretsManager mode: flow-migrate and the reconciliation take only --database-url (or disable migrations and reconcile)" -}}
+{{- end -}}
 valueFrom:
   secretKeyRef:
-    name: {{ default (required "database.secretName must name the Secret holding the database URLs" .Values.database.secretName) .Values.database.querySecretName }}
-    key: {{ .Values.database.queryKey }}
+    name: {{ required $message $db.secretName }}
+    key: {{ $db.primaryKey }}
+{{- end -}}
+
+{{/* Fails when a plain-value URL carries credentials (the schema refuses them too). Takes (dict "key" "database.primaryUrl" "url" ...). */}}
+{{- define "flow.checkCredentialFree" -}}
+{{- if regexMatch "^[a-z0-9+.-]+://[^/?#]*@" .url -}}
+{{- fail (printf "%s must not hold a user or password in secretsManager mode: the credentials come from the secret" .key) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* FLOW_AUTH_* of the ingest and query APIs (the engine serves no API). */}}
+{{- define "flow.authEnv" -}}
+{{- $a := .Values.auth -}}
+- name: FLOW_AUTH_ENABLED
+  value: {{ $a.enabled | quote }}
+{{- if $a.enabled }}
+{{- $issuer := required "auth.issuer (the tokens' issuer, e.g. https://login.microsoftonline.com/<tenant-id>/v2.0) is required when auth.enabled" $a.issuer }}
+{{- $audience := $a.audience }}
+{{- if kindIs "slice" $audience }}{{ $audience = join " " $audience }}{{ end }}
+{{- $audience = regexReplaceAll "[\\s,]+" (toString $audience) " " | trim }}
+{{- if and (not $a.discoveryUrl) (not (regexMatch "^(https://[^/?#\\s]+|http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|\\[::1\\])([:/?#]|$))" $issuer)) }}
+{{- fail "auth.issuer must be an https URL for OIDC discovery (plain http only to localhost); or set auth.discoveryUrl" }}
+{{- end }}
+- name: FLOW_AUTH_ISSUER
+  value: {{ $issuer | quote }}
+- name: FLOW_AUTH_AUDIENCE
+  value: {{ required "auth.audience (one or more accepted audiences, e.g. \"api://flow <client-id>\") is required when auth.enabled" $audience | quote }}
+{{- with $a.discoveryUrl }}
+- name: FLOW_AUTH_DISCOVERY_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.algorithms }}
+- name: FLOW_AUTH_ALGORITHMS
+  value: {{ join " " . | quote }}
+{{- end }}
+- name: FLOW_AUTH_JWKS_CACHE_SECONDS
+  value: {{ $a.jwksCacheSeconds | quote }}
+- name: FLOW_AUTH_LEEWAY_SECONDS
+  value: {{ $a.leewaySeconds | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* AWS env of a service; takes (dict "root" $ "prefix" "FLOW_INGEST_"). */}}
