@@ -1,5 +1,5 @@
-"""Fixtures: one real local stack per test session (PostgreSQL, LocalStack, the three services) on
-free ports, so the suite runs beside a `make run` without touching it."""
+"""Fixtures: one real local stack per test session (PostgreSQL and its read replica, LocalStack, the
+three services) on free ports, so the suite runs beside a `make run` without touching it."""
 
 import asyncio
 import json
@@ -25,8 +25,9 @@ def stack() -> Stack:
     state = Path(tempfile.mkdtemp(prefix="flow-test-"))
     state.chmod(0o755)  # the postgres user must reach the cluster inside it
     config = StackConfig(
-        state_dir=state, pg_port=free_port(), localstack_port=free_port(), ingest_port=free_port(),
-        query_port=free_port(), engine_port=free_port(), fast=True, log_dir=state / "logs",
+        state_dir=state, pg_port=free_port(), replica_port=free_port(), localstack_port=free_port(),
+        ingest_port=free_port(), query_port=free_port(), engine_port=free_port(), issuer_port=free_port(),
+        fast=True, log_dir=state / "logs",
         engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2"},
         # short enough that a killed engine's messages come back quickly, and poison reaches the DLQ
         messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "3"},

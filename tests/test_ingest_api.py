@@ -46,7 +46,7 @@ async def retired_event(ingest_url, token):
     ({"dateref": "yesterday"}, "R013"),
     ({"description": "x" * 201}, "R014"),
     ({"description": "nul \u0000 inside"}, "R014"),
-    ({"eventcode": 999_999}, "R020"),
+    ({"eventcode": 2_000_000_000}, "R020"),
     ("retired", "R021"),
     ({"eventcode": 3, "debitcredit": "D"}, "R022"),
     ({"eventcode": 2, "debitcredit": "C"}, "R023"),
@@ -138,7 +138,7 @@ async def test_admins_manage_the_event_catalogue_and_query_reads_it(ingest_url, 
     assert read == changed.json()
     assert code in [e["code"] for e in (await http.get(f"{query_url}/v1/events")).json()["items"]]
     assert (await http.post(f"{ingest_url}/v1/events", json={"code": code, "description": "dup"})).json()["code"] == "R018"
-    missing = await http.patch(f"{ingest_url}/v1/events/999999", json={"active": True})
+    missing = await http.patch(f"{ingest_url}/v1/events/2000000000", json={"active": True})
     assert missing.status_code == 404 and missing.json()["code"] == "R020"
     bad = await http.post(f"{ingest_url}/v1/events", json={"description": ""})
     assert bad.status_code == 422 and bad.json()["code"] == "R017"

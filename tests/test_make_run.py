@@ -57,8 +57,9 @@ def _call(url: str, body: dict | None = None, token: str | None = None) -> dict:
 
 def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(tmp_path):
     tmp_path.chmod(0o755)
-    ports = {name: free_port() for name in ("FLOW_DEV_PG_PORT", "FLOW_DEV_LOCALSTACK_PORT", "FLOW_INGEST_HTTP_PORT",
-                                            "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT", "FLOW_DEV_ISSUER_PORT")}
+    ports = {name: free_port() for name in ("FLOW_DEV_PG_PORT", "FLOW_DEV_REPLICA_PORT", "FLOW_DEV_LOCALSTACK_PORT",
+                                            "FLOW_INGEST_HTTP_PORT", "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT",
+                                            "FLOW_DEV_ISSUER_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "FLOW_DEV_STATE_DIR": str(tmp_path)}
     log = open(tmp_path / "run.log", "w+")
     started: set[int] = set()

@@ -95,7 +95,7 @@ async def test_an_unknown_account_has_zero_balances_and_an_empty_statement(query
     ("/v1/accounts/0001/0000%2000001/balances", 422, "R003"),
     ("/v1/accounts/0001/000000001/statement?cursor=bm9wZQ", 422, "R043"),
     ("/v1/accounts/0001/000000001/statement?limit=0", 422, "R044"),
-    ("/v1/events/999999", 404, "R020"),
+    ("/v1/events/2000000000", 404, "R020"),
 ])
 async def test_query_errors_carry_their_code(query_url, http, path, status, code):
     response = await http.get(f"{query_url}{path}")

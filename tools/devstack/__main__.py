@@ -16,6 +16,7 @@ FLOW is running.
   query    {query}/docs      GET  /v1/transactions/{{id}}, /v1/accounts/{{branch}}/{{account}}/statement|balances
   engine   {engine}/metrics
   postgres {db}
+  replica  {replica} (hot standby; query reads from it)
   aws      {aws} (LocalStack: topics FlowRequest, FlowCallback; queue FlowTransaction)
   issuer   {issuer} (development OIDC issuer: client flow-dev, secret flow-dev-secret)
 
@@ -43,6 +44,7 @@ def main() -> int:
     config = StackConfig(
         state_dir=Path(os.environ.get("FLOW_DEV_STATE_DIR") or ROOT / ".state" / "run"),
         pg_port=_int_env("FLOW_DEV_PG_PORT", 5442),
+        replica_port=_int_env("FLOW_DEV_REPLICA_PORT", 5443),
         localstack_port=_int_env("FLOW_DEV_LOCALSTACK_PORT", 4566),
         ingest_port=_int_env("FLOW_INGEST_HTTP_PORT", 8001),
         query_port=_int_env("FLOW_QUERY_HTTP_PORT", 8002),
@@ -66,7 +68,8 @@ def main() -> int:
         print(f"devstack: could not start: {exc}", file=sys.stderr)
         return 1
     print(BANNER.format(ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
-                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url, issuer=stack.issuer.url,
+                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url,
+                        replica=stack.replica_url or "none (FLOW_DEV_DATABASE_URL is set)", issuer=stack.issuer.url,
                         aws=stack.aws_endpoint, today=datetime.now(UTC).date().isoformat()), flush=True)
     try:
         while not stopping:
@@ -76,7 +79,8 @@ def main() -> int:
                 break
             time.sleep(0.5)
     finally:
-        print("devstack: stopping (ingest, then engine after the queue drains, query, LocalStack, PostgreSQL)", flush=True)
+        print("devstack: stopping (ingest, then engine after the queue drains, query, LocalStack, "
+              "the PostgreSQL replica, then the primary)", flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         print("devstack: stopped", flush=True)

@@ -9,7 +9,20 @@ from pathlib import Path
 
 from .processes import port_is_free, run, spawn, stop, wait_until
 
-__all__ = ["PostgresCluster", "find_bindir"]
+__all__ = ["HBA", "REPLICATION_SLOT", "PostgresCluster", "find_bindir"]
+
+REPLICATION_SLOT = "flow_replica"
+# The superuser (migrations, tests, the stack itself) and replication (pg_basebackup, the standby)
+# are trusted on loopback; every other role, the services' flow_app included, must give its password.
+HBA = """\
+# Written by tools/devstack on every start.
+# TYPE  DATABASE     USER      ADDRESS        METHOD
+local   all          postgres                 trust
+host    all          postgres  127.0.0.1/32   trust
+host    replication  postgres  127.0.0.1/32   trust
+local   all          all                      scram-sha-256
+host    all          all       127.0.0.1/32   scram-sha-256
+"""
 
 _INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, postgres) were not found. Install them, e.g. on Debian/Ubuntu "
@@ -34,17 +47,24 @@ def find_bindir() -> Path | None:
 
 
 class PostgresCluster:
-    """`data_dir` holds the cluster; the socket and the log sit beside it."""
+    """`data_dir` holds the cluster; the socket and the log sit beside it.
 
-    def __init__(self, data_dir: Path, port: int, fast: bool = False) -> None:
+    With `primary`, the cluster is a streaming hot standby of that one: made the first time with
+    `pg_basebackup -R` (through a replication slot, so the primary keeps the WAL it still needs),
+    and afterwards just started again.
+    """
+
+    def __init__(self, data_dir: Path, port: int, fast: bool = False, primary: "PostgresCluster | None" = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.fast = fast  # tests: no fsync, the cluster is thrown away anyway
-        self.log = data_dir.parent / "postgres.log"
+        self.primary = primary
+        self.log = data_dir.parent / ("postgres-replica.log" if primary else "postgres.log")
         self.bindir = find_bindir()
         if self.bindir is None:
             raise RuntimeError(_INSTALL_HINT)
         self.user = "postgres" if os.geteuid() == 0 else None
+        self.created = False  # whether this start made the cluster
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -67,6 +87,8 @@ class PostgresCluster:
         return run(["test", "-x", str(self.data_dir.parent)], user=self.user).returncode == 0
 
     def initialise(self) -> None:
+        if self.primary:
+            return self._clone()
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -75,21 +97,57 @@ class PostgresCluster:
                          "--locale=C.UTF-8", *(["--no-sync"] if self.fast else []))
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        self.created = True
+
+    def _clone(self) -> None:
+        """A base backup of the primary, written as a standby (`-R`), unless there is one already."""
+        if (self.data_dir / "PG_VERSION").exists() and not self.primary.created:
+            return
+        if self.data_dir.exists():  # a standby of an earlier primary, which is gone: useless now
+            shutil.rmtree(self.data_dir)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._own(self.data_dir.parent)
+        self.primary.query(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                           f"WHERE slot_name = '{REPLICATION_SLOT}' AND NOT active")
+        done = self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
+                         "-D", str(self.data_dir), "-R", "-X", "stream", "-C", "-S", REPLICATION_SLOT,
+                         "--checkpoint=fast", *(["--no-sync"] if self.fast else []))
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed:\n{done.stdout}{done.stderr}")
+        self.created = True
+
+    def _write_hba(self) -> None:
+        """Who may log in how, written on every start (so older clusters get it too)."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(HBA)
+        self._own(hba)
 
     def start(self) -> None:
         if not port_is_free(self.port):
             raise RuntimeError(f"port {self.port} is taken; choose another PostgreSQL port")
         self.initialise()
+        self._write_hba()
         self.log.touch()
         self._own(self.log)
         options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir.parent}",
                    "-c", "timezone=UTC", "-c", "max_connections=200"]
         if self.fast:
-            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            # No synchronous_commit=off: with fsync off a commit's flush is only a write(), and WAL
+            # reaches the replica only once flushed, which would put the replica ~200 ms behind.
+            options += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        if self.primary:
+            # On the command line rather than from -R's postgresql.auto.conf: the primary's port may
+            # have changed since the backup.
+            options += ["-c", f"primary_conninfo=host=127.0.0.1 port={self.primary.port} user=postgres "
+                              f"application_name={REPLICATION_SLOT}",
+                        "-c", f"primary_slot_name={REPLICATION_SLOT}", "-c", "hot_standby_feedback=on"]
         self._proc = spawn([str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), *options],
                            log=self.log, user=self.user)
+        what = "PostgreSQL replica" if self.primary else "PostgreSQL"
         wait_until(lambda: self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port)).returncode == 0,
-                   60, "PostgreSQL", self._proc, self.log)
+                   60, what, self._proc, self.log)
+        if self.primary:
+            return  # read-only; the flow database comes from the primary
         exists = self._psql("SELECT 1 FROM pg_database WHERE datname = 'flow'")
         if exists.stdout.strip() != "1":
             self._psql("CREATE DATABASE flow", check=True)
@@ -100,8 +158,14 @@ class PostgresCluster:
             raise RuntimeError(f"psql failed: {done.stderr}")
         return done
 
+    def query(self, sql: str, database: str = "postgres") -> str:
+        """One value (or rows, one a line) from `sql`, run as the superuser; raises when it fails."""
+        done = self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-tAc", sql)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed: {done.stderr}")
+        return done.stdout.strip()
+
     def stop(self) -> None:
         if self._proc:
             stop(self._proc, signal.SIGINT, timeout=60)  # SIGINT is PostgreSQL's fast shutdown
             self._proc = None
-

@@ -1,5 +1,6 @@
-"""The whole local stack: PostgreSQL, LocalStack with the messaging stack deployed, the schema,
-a demo event catalogue, and the three services. `make run` and the test suite both use it."""
+"""The whole local stack: PostgreSQL (a primary and a streaming read replica), LocalStack with the
+messaging stack deployed, the schema, a demo event catalogue, the services' login role with its
+credentials in Secrets Manager, and the three services. `make run` and the test suite both use it."""
 
 import asyncio
 import hashlib
@@ -16,6 +17,7 @@ import boto3
 
 from flow_kit.migrations import apply_migrations
 
+from .approle import APP_ROLE, PRIMARY_SECRET, REPLICA_SECRET, grant_sql, login_sql, new_password, put_secret
 from .issuer import DevIssuer
 from .localstack import LocalStack
 from .messaging import deploy_messaging, local_aws_env
@@ -42,12 +44,13 @@ SELECT setval('flow.event_code_seq', (SELECT max(code) FROM flow.event));
 class StackConfig:
     state_dir: Path
     pg_port: int = 5442
+    replica_port: int = 5443  # the primary's streaming hot standby, which query reads from
     localstack_port: int = 4566
     ingest_port: int = 8001
     query_port: int = 8002
     engine_port: int = 8003
     issuer_port: int = 8004
-    database_url: str | None = None  # use this server instead of starting a cluster
+    database_url: str | None = None  # use this server instead of starting a cluster (no replica, no secrets)
     fast: bool = False  # throwaway cluster for tests: no fsync
     log_dir: Path | None = None  # services' logs go here; None: to this process's stdout
     engine_settings: dict[str, str] = field(default_factory=dict)
@@ -59,6 +62,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.postgres: PostgresCluster | None = None
+        self.replica: PostgresCluster | None = None
         self.localstack: LocalStack | None = None
         self.issuer: DevIssuer | None = None
         self.outputs: dict[str, str] = {}
@@ -69,6 +73,11 @@ class Stack:
     @property
     def database_url(self) -> str:
         return self.config.database_url or self.postgres.url
+
+    @property
+    def replica_url(self) -> str | None:
+        """The read replica, as the superuser; None when the stack uses an external server."""
+        return self.replica.url if self.replica else None
 
     @property
     def aws_endpoint(self) -> str:
@@ -88,11 +97,16 @@ class Stack:
                                                 self.config.pg_port, fast=self.config.fast)
                 _log.warning("state folder not reachable by the postgres user; cluster kept in %s", self.postgres.data_dir)
             self.postgres.start()
+            self.replica = PostgresCluster(self.postgres.data_dir.parent / "replica", self.config.replica_port,
+                                           fast=self.config.fast, primary=self.postgres)
+            self.replica.start()
         self.localstack = LocalStack(ROOT / ".state" / "localstack-venv", state / "localstack", self.config.localstack_port)
         self.localstack.start()
         self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml",
                                         self.config.messaging_parameters)
         asyncio.run(self._prepare_database())
+        if self.replica:
+            self.wait_for_replica()
 
     async def _prepare_database(self) -> None:
         import asyncpg
@@ -103,8 +117,34 @@ class Stack:
         conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
         try:
             await conn.execute(DEMO_EVENTS)
+            if self.replica:
+                # The services' login role: a fresh password every start, kept only in Secrets Manager.
+                password = new_password()
+                await conn.execute(grant_sql(APP_ROLE))
+                await conn.execute(login_sql(password, APP_ROLE))
+                for name, port in ((PRIMARY_SECRET, self.postgres.port), (REPLICA_SECRET, self.replica.port)):
+                    put_secret(self.aws_endpoint, name, {"engine": "postgres", "username": APP_ROLE,
+                                                         "password": password, "host": "127.0.0.1",
+                                                         "port": port, "dbname": "flow"})
         finally:
             await conn.close()
+
+    def wait_for_replica(self, timeout: float = 30) -> None:
+        """Waits until the replica has replayed everything the primary has written so far."""
+        lsn = self.postgres.query("SELECT pg_current_wal_lsn()")
+        wait_until(lambda: self.replica.query(f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t",
+                   timeout, "PostgreSQL replica catching up", log=self.replica.log)
+
+    def _database_env(self, service: str) -> dict[str, str]:
+        """Where a service's database is: query reads from the replica; every service logs in as
+        flow_app with the credentials of a Secrets Manager secret, unless the stack runs on an
+        external server (then the URL is passed as given)."""
+        if not self.replica:
+            return {"DATABASE_URL": self.database_url}
+        replica = service == "query"
+        port = self.replica.port if replica else self.postgres.port
+        return {"DATABASE_URL": f"postgresql+asyncpg://127.0.0.1:{port}/flow",
+                "DATABASE_SECRET_ID": REPLICA_SECRET if replica else PRIMARY_SECRET}
 
     # -- services -------------------------------------------------------------------------------
     def service_env(self, service: str) -> dict[str, str]:
@@ -115,11 +155,12 @@ class Stack:
         specific = {
             "ingest": {"HTTP_PORT": c.ingest_port, "REQUEST_TOPIC_ARN": self.outputs["RequestTopicArn"],
                        "RETROACTIVE_DAYS": c.retroactive_days},
-            "engine": {"HTTP_PORT": c.engine_port, "DATABASE_URL": self.database_url,
+            "engine": {"HTTP_PORT": c.engine_port,
                        "QUEUE_URL": self.outputs["QueueUrl"], "CALLBACK_TOPIC_ARN": self.outputs["CallbackTopicArn"],
                        "RETROACTIVE_DAYS": c.retroactive_days, **c.engine_settings},
-            "query": {"HTTP_PORT": c.query_port, "DATABASE_URL": self.database_url},
+            "query": {"HTTP_PORT": c.query_port},
         }[service]
+        specific = {**self._database_env(service), **specific}
         prefix = f"FLOW_{service.upper()}_"
         for key, value in {**common, **specific}.items():
             env[prefix + key] = str(value)
@@ -189,6 +230,8 @@ class Stack:
             stop(self.services.pop(name))
         if self.localstack:
             self.localstack.stop()
+        if self.replica:
+            self.replica.stop()
         if self.postgres:
             self.postgres.stop()
         if self.issuer:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from flow_kit.aws import AwsClients
-from flow_kit.db import create_engine, ping
+from flow_kit.db import create_database, ping
 from flow_kit.health import health_router
 
 from .callbacks import CallbackPublisher
@@ -38,7 +38,7 @@ def create_app(settings: EngineSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncExitStack() as stack:
-            db = create_engine(settings.database_url, settings.database_pool_size, "flow-engine")
+            db = create_database(settings, "flow-engine")
             stack.push_async_callback(db.dispose)
             clients = AwsClients(settings)
             sqs = await stack.enter_async_context(clients.client("sqs"))

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
-from flow_kit.db import create_engine, ping
+from flow_kit.db import create_database, ping
 from flow_kit.errors import FlowError, error_body, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
@@ -54,13 +54,14 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncExitStack() as stack:
-            db = create_engine(settings.database_url, settings.database_pool_size, "flow-ingest")
+            db = create_database(settings, "flow-ingest")
             stack.push_async_callback(db.dispose)
             sns = await stack.enter_async_context(AwsClients(settings).client("sns"))
             publisher = RequestPublisher(sns, settings.request_topic_arn)
             app.state.catalogue = EventCatalogue(db, settings.event_cache_seconds)
             app.state.intake = Intake(settings, app.state.catalogue, RequestLedger(db), publisher)
             app.state.checks = {"database": lambda: ping(db), "sns": publisher.check}
+            await auth.prefetch()
             yield
 
     app = FastAPI(title="FLOW ingest", version="0.2.0", lifespan=lifespan)

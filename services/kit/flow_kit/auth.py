@@ -286,6 +286,9 @@ class TokenVerifier:
         return expired or (kid is not None and kid not in self._keys)
 
     async def _jwk(self, kid: str) -> dict:
+        if kid not in self._keys and self._lock.locked():
+            async with self._lock:  # a fetch is under way: wait for it rather than answer without keys
+                pass
         if self._due(kid, time.monotonic()):
             if kid not in self._keys:
                 await self._refresh(kid)
@@ -380,6 +383,11 @@ class Authenticator:
         self.verifier = verifier or (TokenVerifier(settings) if settings.enabled else None)
         if not settings.enabled:
             _log.warning("authentication is disabled: every request is let through")
+
+    async def prefetch(self) -> None:
+        """Fetches the issuer's keys at start-up, so the first requests need not wait for them."""
+        if self.verifier:
+            await self.verifier.prefetch()
 
     def require(self, *scopes: str) -> Callable[..., Awaitable[Claims]]:
         needed = frozenset(scopes)

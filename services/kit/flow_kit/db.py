@@ -1,9 +1,22 @@
 """The database engine factory: SQLAlchemy Core on asyncpg, UTC sessions."""
 
-from sqlalchemy import text
+import logging
+import time
+
+import asyncpg
+from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "ping"]
+from .secrets import DatabaseCredentials
+from .settings import DatabaseSettings
+
+__all__ = ["create_database", "create_engine", "ping"]
+
+_log = logging.getLogger(__name__)
+# What PostgreSQL answers when it refuses a login for its credentials (28P01, 28000).
+_AUTH_ERRORS = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+# Options SQLAlchemy's asyncpg adapter takes for itself; asyncpg.connect() does not know them.
+_ADAPTER_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
 
 
 def create_engine(url: str, pool_size: int = 5, application_name: str = "flow") -> AsyncEngine:
@@ -14,6 +27,62 @@ def create_engine(url: str, pool_size: int = 5, application_name: str = "flow") 
         pool_pre_ping=True,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": application_name}},
     )
+
+
+def create_database(settings: DatabaseSettings, application_name: str,
+                    credentials: DatabaseCredentials | None = None) -> AsyncEngine:
+    """The service's engine. Without `settings.database_secret_id` it is exactly
+    `create_engine(settings.database_url, settings.database_pool_size, application_name)`.
+
+    With one, every new connection takes its user and password (and host, port and database name
+    when the secret has them) from the secret, through `credentials` (by default a
+    `DatabaseCredentials` of these settings); a login refused for its credentials reads the secret
+    again and tries once more. Pooled connections outlive a rotation; new ones use the new password.
+    """
+    if not settings.database_secret_id:
+        return create_engine(settings.database_url, settings.database_pool_size, application_name)
+    provider = credentials or DatabaseCredentials(settings)
+    given = make_url(settings.database_url)  # a password in it would be stale anyway: left out
+    url = URL.create(given.drivername, given.username, None, given.host, given.port, given.database, given.query)
+    _, base = url.get_dialect()().create_connect_args(url)
+    for option in _ADAPTER_OPTIONS:
+        base.pop(option, None)
+    base["server_settings"] = {"timezone": "UTC", "application_name": application_name}
+
+    async def connect() -> asyncpg.Connection:
+        used = await provider.current()
+        try:
+            return await asyncpg.connect(**_options(base, used))
+        except _AUTH_ERRORS as exc:
+            failed_at = time.monotonic()
+            newer = await provider.after_auth_failure(used, failed_at)
+            if newer is None:
+                raise
+            _log.info("database login refused; trying again with the secret's newer credentials",
+                      extra={"secret_id": provider.secret_id, "error": type(exc).__name__})
+            return await asyncpg.connect(**_options(base, newer))
+
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        async_creator=connect,
+    )
+
+
+def _options(base: dict, credentials) -> dict:
+    """asyncpg.connect() options: the URL's, with what the secret has put over them."""
+    options = {**base, "user": credentials.username, "password": credentials.password}
+    if credentials.host:
+        options["host"] = credentials.host
+        if isinstance(options.get("port"), list):  # the URL named several hosts; the secret names one
+            options.pop("port")
+    if credentials.port:
+        options["port"] = credentials.port
+    if credentials.dbname:
+        options["database"] = credentials.dbname
+    return options
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -25,3 +25,7 @@ class ServiceSettings(BaseSettings):
 class DatabaseSettings(ServiceSettings):
     database_url: str = Field(..., pattern=r"^postgresql\+asyncpg://")
     database_pool_size: int = Field(5, ge=1)
+    # An AWS Secrets Manager secret in RDS's JSON format (username, password, and optionally host,
+    # port, dbname): it supplies those parts of the connection, the URL the rest. See flow_kit.secrets.
+    database_secret_id: str | None = None
+    database_secret_refresh_seconds: float = Field(300.0, gt=0)

@@ -10,13 +10,14 @@ from fastapi import Depends, FastAPI, Path, Query
 
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.codes import Code
-from flow_kit.db import create_engine, ping
+from flow_kit.db import create_database, ping
 from flow_kit.errors import FlowError, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
 from flow_kit.posting import validation_code
 
 from .cursor import decode_cursor, encode_cursor
+from .replica import lag_check
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
                       TRANSACTION_BY_ID)
 from .schemas import (BalanceAt, BalanceDay, BalanceDays, ErrorOut, EventList, Statement, StatementLine,
@@ -48,7 +49,8 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.db = create_engine(settings.database_url, settings.database_pool_size, "flow-query")
+        app.state.db = create_database(settings, "flow-query")
+        await auth.prefetch()
         try:
             yield
         finally:
@@ -58,7 +60,8 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
     install_error_handlers(app, validation_code=lambda request, errors: validation_code(errors, _QUERY_CODES,
                                                                                         Code.INVALID_QUERY))
     install_auth_error_handler(app)
-    app.include_router(health_router(lambda: {"database": lambda: ping(app.state.db)}))
+    app.include_router(health_router(lambda: {"database": lambda: ping(app.state.db),
+                                              "replica": lag_check(app.state.db, settings.max_replica_lag_seconds)}))
     errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422)}
     reader = [Depends(auth.require("flow.read"))]
 

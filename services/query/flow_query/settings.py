@@ -11,3 +11,5 @@ class QuerySettings(DatabaseSettings):
 
     http_port: int = Field(8002, ge=1, le=65535)
     max_range_days: int = Field(366, ge=1)
+    # Readiness fails while the read replica replays further behind the primary than this.
+    max_replica_lag_seconds: float = Field(30.0, gt=0)
