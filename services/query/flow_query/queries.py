@@ -44,6 +44,7 @@ STATEMENT_PAGE = text(
                         OVER (PARTITION BY t.dateref ORDER BY t.createdat, t.id) AS movement
            FROM flow.transaction t
            WHERE t.branch = :branch AND t.account = :account
+             AND t.dateref >= (SELECT min(dateref) FROM page)  -- an index bound: the page's days only
              AND t.dateref IN (SELECT DISTINCT dateref FROM page)
              AND (t.dateref, t.createdat, t.id) <= (SELECT dateref, createdat, id FROM page
                                                     ORDER BY dateref DESC, createdat DESC, id DESC LIMIT 1))
