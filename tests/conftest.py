@@ -30,7 +30,8 @@ def stack() -> Stack:
         fast=True, log_dir=state / "logs",
         engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2"},
         # short enough that a killed engine's messages come back quickly, and poison reaches the DLQ
-        messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "3"},
+        # (enough deliveries that a posting held by engines SIGKILLed again and again still applies).
+        messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "10"},
     )
     stack = Stack(config)
     stack.start()

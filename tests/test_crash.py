@@ -54,6 +54,15 @@ async def _publish_all(stack: Stack, messages: list[dict]) -> None:
         await asyncio.gather(*(send(chunk) for chunk in chunks))
 
 
+def _dlq_depth(stack: Stack) -> str:
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=stack.aws_endpoint, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    return sqs.get_queue_attributes(QueueUrl=stack.outputs["DlqUrl"],
+                                    AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"]
+
+
 async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, report):
     rng = random.Random(7)
     branch = f"K{uuid.uuid4().hex[:8]}"
@@ -74,7 +83,8 @@ async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, repor
                     f"WHERE t.branch = '{branch}'")).scalar()
             if done >= POSTINGS and publishing.done():
                 break
-            assert time.perf_counter() - started < 400, f"only {done} of {POSTINGS} applied"
+            assert time.perf_counter() - started < 400, \
+                f"only {done} of {POSTINGS} applied; dead-letter queue holds {_dlq_depth(stack)}"
             port = rng.choice(ports)
             engines[port].send_signal(signal.SIGKILL)
             engines[port].wait()

@@ -137,7 +137,7 @@ async def test_admins_manage_the_event_catalogue_and_query_reads_it(ingest_url, 
     read = (await http.get(f"{query_url}/v1/events/{code}")).json()
     assert read == changed.json()
     assert code in [e["code"] for e in (await http.get(f"{query_url}/v1/events")).json()["items"]]
-    assert (await http.post(f"{ingest_url}/v1/events", json={"code": code, "description": "dup"})).json()["code"] == "R018"
+    assert (await http.post(f"{ingest_url}/v1/events", json={"code": 1, "description": "dup"})).json()["code"] == "R018"
     missing = await http.patch(f"{ingest_url}/v1/events/2000000000", json={"active": True})
     assert missing.status_code == 404 and missing.json()["code"] == "R020"
     bad = await http.post(f"{ingest_url}/v1/events", json={"description": ""})
