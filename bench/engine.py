@@ -31,10 +31,10 @@ from pathlib import Path
 
 import asyncpg
 
-from flow_kit.migrations import apply_migrations, asyncpg_dsn
+from flow_kit.migrations import asyncpg_dsn
 from tools.devstack.postgres import PostgresCluster
 from tools.devstack.processes import free_port
-from tools.devstack.stack import DEMO_EVENTS, ROOT
+from tools.devstack.stack import new_database
 
 SEED_CONNECTIONS = 4
 SEED_SECONDS = 20  # the seed CTE is slow (and deadlocks on a hot account): measured for at most this long
@@ -106,16 +106,7 @@ def generate(count: int, accounts: int, seed: int) -> list[dict]:
 
 
 async def fresh_database(server: str, name: str) -> str:
-    admin = await asyncpg.connect(asyncpg_dsn(server + "/postgres"))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = f"{server}/{name}"
-    await apply_migrations(url, ROOT / "sql")
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    await conn.execute(DEMO_EVENTS)
-    await conn.close()
-    return url
+    return await new_database(server, name)
 
 
 async def mismatches(url: str) -> int:

@@ -48,10 +48,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from flow_kit.migrations import apply_migrations, asyncpg_dsn
+from flow_kit.migrations import asyncpg_dsn
 from tools.devstack.postgres import PostgresCluster
 from tools.devstack.processes import free_port, spawn, stop, wait_until
-from tools.devstack.stack import AUDIENCE, DEMO_EVENTS, ROOT
+from tools.devstack.stack import AUDIENCE, ROOT, new_database
 
 DAYS = 365  # history: the last DAYS days up to today (UTC)
 BUSY_ACCOUNTS = 0.01  # share of the accounts that are busy ...
@@ -221,15 +221,9 @@ async def load(server: str, name: str, shape: Shape) -> tuple[str, dict[str, flo
     """A fresh database holding `shape`, migrated, loaded, indexed, vacuumed and analysed."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    admin = await asyncpg.connect(asyncpg_dsn(server + "/postgres"))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = f"{server}/{name}"
-    await apply_migrations(url, ROOT / "sql")
+    url = await new_database(server, name)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(DEMO_EVENTS)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         await _ensure_partitions(conn, shape)
         keys = await conn.fetch(_KEYS, list(_LOADED_TABLES))

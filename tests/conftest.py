@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aioboto3
-import asyncpg
 import httpx
 import pytest
 
-from flow_kit.migrations import apply_migrations, asyncpg_dsn
 from tools.devstack.processes import free_port
-from tools.devstack.stack import DEMO_EVENTS, ROOT, Stack, StackConfig
+from tools.devstack.stack import Stack, StackConfig, new_database
 
 
 @pytest.fixture(scope="session")
@@ -72,20 +70,7 @@ async def http(token) -> AsyncIterator[httpx.AsyncClient]:
 async def fresh_database(stack: Stack) -> str:
     """A new, migrated database with the demo events in the stack's cluster: for tests that call the
     engine's SQL directly and must not see other tests' rows."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(stack.database_url.rsplit("/", 1)[0] + "/postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = stack.database_url.rsplit("/", 1)[0] + "/" + name
-    await apply_migrations(url, ROOT / "sql")
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await conn.execute(DEMO_EVENTS)
-    finally:
-        await conn.close()
-    return url
+    return await new_database(stack.database_url.rsplit("/", 1)[0], f"t_{uuid.uuid4().hex[:12]}")
 
 
 class TopicListener:

@@ -2,7 +2,6 @@
 property test against the reference model."""
 
 import asyncio
-import random
 import subprocess
 import sys
 import uuid

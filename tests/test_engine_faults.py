@@ -4,7 +4,6 @@ and the partitions the transaction table needs."""
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
 
 import aioboto3
 import pytest

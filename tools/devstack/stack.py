@@ -24,7 +24,7 @@ from .messaging import deploy_messaging, local_aws_env
 from .postgres import PostgresCluster
 from .processes import spawn, stop, wait_until
 
-__all__ = ["AUDIENCE", "ROOT", "Stack", "StackConfig"]
+__all__ = ["AUDIENCE", "ROOT", "Stack", "StackConfig", "new_database"]
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIENCE = "api://flow"
@@ -38,6 +38,30 @@ INSERT INTO flow.event (code, description, active, allowdebit, allowcredit) VALU
 ON CONFLICT (code) DO NOTHING;
 SELECT setval('flow.event_code_seq', (SELECT max(code) FROM flow.event));
 """
+
+
+async def new_database(server: str, name: str) -> str:
+    """Creates database `name` (dropping one of that name) on `server` (a URL without the database),
+    migrated and with the demo events; returns its URL. For tests and benchmarks that need a ledger
+    of their own."""
+    import asyncpg
+
+    from flow_kit.migrations import asyncpg_dsn
+
+    admin = await asyncpg.connect(asyncpg_dsn(f"{server}/postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = f"{server}/{name}"
+    await apply_migrations(url, ROOT / "sql")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute(DEMO_EVENTS)
+    finally:
+        await conn.close()
+    return url
 
 
 @dataclass
