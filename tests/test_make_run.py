@@ -4,14 +4,17 @@ balance comes out, and Ctrl-C stops everything it started."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -55,8 +58,18 @@ def _call(url: str, body: dict | None = None, token: str | None = None) -> dict:
         return json.load(response)
 
 
-def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(tmp_path):
-    tmp_path.chmod(0o755)
+@pytest.fixture
+def state_dir():
+    """make run's state folder: in /tmp itself, so the postgres user can reach the cluster inside
+    (pytest's own tmp_path sits below a 0700 folder), and removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="flow-make-run-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(state_dir):
+    tmp_path = state_dir
     ports = {name: free_port() for name in ("FLOW_DEV_PG_PORT", "FLOW_DEV_REPLICA_PORT", "FLOW_DEV_LOCALSTACK_PORT",
                                             "FLOW_INGEST_HTTP_PORT", "FLOW_QUERY_HTTP_PORT", "FLOW_ENGINE_HTTP_PORT",
                                             "FLOW_DEV_ISSUER_PORT")}
