@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -70,6 +71,8 @@ _KEY_FOR_ALGORITHM: dict[str, tuple[str, str | None]] = {
 }
 DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 _MIN_RSA_BITS = 2048
+_VERIFIED_SECONDS = 60  # how long a verified token is answered from memory
+_VERIFIED_MAX = 1024  # tokens remembered at most
 
 
 def _words(value: Any) -> tuple[str, ...]:
@@ -223,9 +226,24 @@ class TokenVerifier:
         self._tried_at = -math.inf  # of the last attempt, successful or not
         self._lock = asyncio.Lock()
         self._behind: asyncio.Task | None = None  # the background refresh, held so it is not collected
+        self._verified: OrderedDict[str, tuple[Claims, float]] = OrderedDict()  # token -> (claims, until)
 
     async def verify(self, token: str) -> Claims:
-        """The token's claims, or AuthError (401 R071-R074, 503 when no key could be had)."""
+        """The token's claims, or AuthError (401 R071-R074, 503 when no key could be had).
+
+        A token verified in the last minute is answered from memory (clients reuse a token for
+        many calls, and a signature check costs more than the rest of a read); never past its
+        `exp`, and forgotten whenever the keys are fetched again."""
+        hit = self._verified.get(token)
+        if hit and time.time() < hit[1]:
+            return hit[0]
+        claims = await self._verify(token)
+        self._verified[token] = (claims, min(time.time() + _VERIFIED_SECONDS, float(claims.raw["exp"])))
+        if len(self._verified) > _VERIFIED_MAX:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         alg, kid = self._header(token)
         key = self._public_key(await self._jwk(kid), kid, alg)
         s = self.settings
@@ -314,6 +332,7 @@ class TokenVerifier:
                              extra={"issuer": self.settings.issuer, "error": f"{type(exc).__name__}: {exc}"})
                 return
             self._keys, self._parsed, self._fetched_at = keys, {}, time.monotonic()
+            self._verified.clear()  # a key may have been withdrawn
             _log.info("issuer signing keys fetched", extra={"issuer": self.settings.issuer, "kids": sorted(keys)})
 
     async def _fetch(self) -> dict[str, dict]:
