@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from flow_kit.codes import Code
+from flow_kit.db import is_transient
 from flow_kit.logs import tracekey_var
 from flow_kit.posting import PostingMessage
 
@@ -40,18 +40,6 @@ BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch
 RECEIVE_COUNT = Histogram("flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages",
                           buckets=(1, 2, 3, 5, 10))
 RETRIES = Counter("flow_engine_batch_retries_total", "Batches tried again after a transient database fault")
-# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, shutdown, lost connections.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
-    return isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
-
-
 class Consumer:
     def __init__(self, settings: EngineSettings, db: AsyncEngine, sqs_client,
                  on_commit: Callable[[], None] = lambda: None) -> None:

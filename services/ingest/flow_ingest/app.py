@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Body, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
-from flow_kit.db import create_database, ping
+from flow_kit.db import create_database, is_transient, ping
 from flow_kit.errors import FlowError, error_body, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
@@ -75,7 +76,12 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
 
     async def accept(items: list) -> list[Verdict]:
         try:
-            return await app.state.intake.accept(items)
+            # A lost connection (a failover, a password rotation ending sessions) is tried again at
+            # once: the database work comes before anything is published, so a retry repeats nothing.
+            async for attempt in AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(3),
+                                               wait=wait_exponential_jitter(0.05, 0.5), reraise=True):
+                with attempt:
+                    return await app.state.intake.accept(items)
         except FlowError:
             raise
         except Exception as exc:  # the database or SNS is down: nothing was accepted, the client retries

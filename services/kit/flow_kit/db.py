@@ -1,22 +1,37 @@
 """The database engine factory: SQLAlchemy Core on asyncpg, UTC sessions."""
 
+import asyncio
 import logging
 import time
 
 import asyncpg
 from sqlalchemy import URL, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .secrets import DatabaseCredentials
 from .settings import DatabaseSettings
 
-__all__ = ["create_database", "create_engine", "ping"]
+__all__ = ["create_database", "create_engine", "is_transient", "ping"]
 
 _log = logging.getLogger(__name__)
 # What PostgreSQL answers when it refuses a login for its credentials (28P01, 28000).
 _AUTH_ERRORS = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
 # Options SQLAlchemy's asyncpg adapter takes for itself; asyncpg.connect() does not know them.
 _ADAPTER_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
+
+
+# SQLSTATEs worth another try: serialization failure, deadlock, shutdown, lost connections.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same database work again may well succeed."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
 
 
 def create_engine(url: str, pool_size: int = 5, application_name: str = "flow") -> AsyncEngine:
