@@ -1,5 +1,6 @@
 """The schema runner: applies each numbered script once, and refuses to run over edited history."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -51,3 +52,59 @@ async def test_a_failing_script_leaves_nothing_behind(fresh_database, sql_dir):
         await apply_migrations(fresh_database, sql_dir)
     (sql_dir / "9998_half.sql").write_text("CREATE TABLE flow.half (id int);")
     assert await apply_migrations(fresh_database, sql_dir) == ["9998_half.sql"]
+
+
+async def test_callbacks_waiting_in_the_outbox_survive_the_move_to_arrays(stack, sql_dir):
+    """0005 turns the outbox's JSON rows into arrays: a callback queued before the upgrade is still
+    relayed after it, with the same messageid."""
+    import uuid
+
+    import asyncpg
+
+    from flow_engine.outcome import Outcome
+    from flow_kit.codes import Code
+    from flow_kit.migrations import asyncpg_dsn
+
+    server = stack.database_url.rsplit("/", 1)[0]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(f"{server}/postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = f"{server}/{name}"
+    later = [path for path in sql_dir.glob("*.sql") if path.name >= "0005"]
+    held = {path: path.read_text() for path in later}
+    for path in later:
+        path.unlink()
+    await apply_migrations(url, sql_dir)
+
+    queued = [Outcome(uuid.uuid4(), uuid.uuid4(), Code.APPLIED), Outcome(uuid.uuid4(), uuid.uuid4(), Code.EVENT_INACTIVE)]
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("INSERT INTO flow.callback_outbox (callbacks) VALUES ($1), ('[]')",
+                           json.dumps([o.callback() for o in queued]))
+        for path, text in held.items():
+            path.write_text(text)
+        assert "0005_lean_engine_writes.sql" in await apply_migrations(url, sql_dir)
+        rows = await conn.fetch("SELECT ids, tracekeys, codes FROM flow.callback_outbox")
+        assert [list(zip(r["ids"], r["tracekeys"], map(Code, r["codes"]))) for r in rows] == \
+            [[(o.id, o.tracekey, o.code) for o in queued]]
+    finally:
+        await conn.close()
+
+
+async def test_an_event_is_never_deleted_nor_renumbered(fresh_database):
+    """flow.transaction keeps no foreign key to the catalogue (its per-row check cost every posting a
+    lock on the event row): the catalogue refuses to lose an event instead."""
+    import asyncpg
+
+    from flow_kit.migrations import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        for statement in ("DELETE FROM flow.event WHERE code = 1", "UPDATE flow.event SET code = 77 WHERE code = 1",
+                          "TRUNCATE flow.event"):
+            with pytest.raises(asyncpg.RestrictViolationError, match="never deleted"):
+                await conn.execute(statement)
+        await conn.execute("UPDATE flow.event SET active = false WHERE code = 1")  # deactivating is fine
+    finally:
+        await conn.close()

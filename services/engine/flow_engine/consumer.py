@@ -9,6 +9,7 @@ and SQS moves it to the dead-letter queue after maxReceiveCount, without holding
 """
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch
 RECEIVE_COUNT = Histogram("flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages",
                           buckets=(1, 2, 3, 5, 10))
 RETRIES = Counter("flow_engine_batch_retries_total", "Batches tried again after a transient database fault")
+
+
 class Consumer:
     def __init__(self, settings: EngineSettings, db: AsyncEngine, sqs_client,
                  on_commit: Callable[[], None] = lambda: None) -> None:
@@ -102,12 +105,13 @@ class Consumer:
             return
         outcomes = await self._apply(postings)
         self._on_commit()
-        for outcome in outcomes:
-            OUTCOMES.labels(outcome.status, outcome.code.value).inc()
-            if _log.isEnabledFor(logging.INFO):
+        for code, count in collections.Counter(outcome.code for outcome in outcomes).items():
+            OUTCOMES.labels("applied" if code is Code.APPLIED else "rejected", code.value).inc(count)
+        if _log.isEnabledFor(logging.INFO):
+            for outcome in outcomes:
                 tracekey_var.set(str(outcome.tracekey))
                 _log.info("posting %s", outcome.status, extra={"id": str(outcome.id), "code": outcome.code.value})
-        tracekey_var.set(None)
+            tracekey_var.set(None)
         await self._entries("delete_message_batch", handles)
 
     async def _apply(self, postings: list[PostingMessage]) -> list[Outcome]:

@@ -1,7 +1,6 @@
 """What happened to one posting, as recorded in flow.outcome and announced on FlowCallback."""
 
-from dataclasses import dataclass
-from functools import cached_property
+from typing import NamedTuple
 from uuid import UUID, uuid5
 
 from flow_kit.codes import Code
@@ -11,8 +10,7 @@ __all__ = ["Outcome"]
 _MESSAGE_IDS = UUID("6f1c0e52-3b0e-4d6c-9a57-0c2b8f1f4d10")  # namespace of callback message ids
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple: the engine makes one per posting
     id: UUID
     tracekey: UUID
     code: Code
@@ -21,7 +19,7 @@ class Outcome:
     def status(self) -> str:
         return "applied" if self.code is Code.APPLIED else "rejected"
 
-    @cached_property
+    @property
     def messageid(self) -> UUID:
         """The same for every announcement of this outcome, so consumers can drop repeats."""
         return uuid5(_MESSAGE_IDS, f"{self.id}:{self.code.value}:{self.tracekey}")

@@ -1,18 +1,20 @@
 """The outbox relay: publishes the callbacks the engine queued in flow.callback_outbox (one row per
-applied batch) and deletes each row once SNS accepted all of it; a partly published row keeps only
+applied batch: the outcomes' ids, tracekeys and codes, rendered into messages here) and deletes each row once SNS accepted all of it; a partly published row keeps only
 what is left. Rows are claimed with SKIP LOCKED, so every engine process can relay at once; what
 fails to publish stays and is tried again with backoff, so an SNS outage delays callbacks and loses
 none, and a crash between commit and publish only means a later (possibly repeated) publish."""
 
 import asyncio
-import json
 import logging
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flow_kit.codes import Code
+
 from .callbacks import CallbackPublisher
+from .outcome import Outcome
 
 __all__ = ["CallbackRelay"]
 
@@ -23,14 +25,18 @@ FAILED = Counter("flow_engine_callback_publish_failures_total", "Callbacks SNS d
 OLDEST = Gauge("flow_engine_callback_outbox_oldest_seconds", "Age of the oldest callback waiting in the outbox")
 
 _CLAIM = text(
-    """SELECT seq, callbacks, extract(epoch FROM now() - createdat) AS age
+    """SELECT seq, ids, tracekeys, codes, extract(epoch FROM now() - createdat) AS age
        FROM flow.callback_outbox
        ORDER BY seq
        LIMIT :limit
        FOR UPDATE SKIP LOCKED"""
 )
 _DELETE = text("DELETE FROM flow.callback_outbox WHERE seq = ANY(CAST(:seqs AS bigint[]))")
-_KEEP_REST = text("UPDATE flow.callback_outbox SET callbacks = :callbacks WHERE seq = :seq")
+_KEEP_REST = text(
+    """UPDATE flow.callback_outbox
+       SET ids = CAST(:ids AS uuid[]), tracekeys = CAST(:tracekeys AS uuid[]), codes = CAST(:codes AS text[])
+       WHERE seq = :seq"""
+)
 
 
 class CallbackRelay:
@@ -60,15 +66,18 @@ class CallbackRelay:
                 OLDEST.set(0)
                 return 0, 0
             OLDEST.set(float(rows[0].age))
-            claimed = [(row.seq, json.loads(row.callbacks)) for row in rows]
-            flat = [callback for _, callbacks in claimed for callback in callbacks]
+            claimed = [(row.seq, [Outcome(*facts) for facts in zip(row.ids, row.tracekeys, map(Code, row.codes))])
+                       for row in rows]
+            flat = [outcome.callback() for _, outcomes in claimed for outcome in outcomes]
             accepted = await self._publisher.publish(flat)
             done, start = [], 0
-            for seq, callbacks in claimed:
-                rest = [c for n, c in enumerate(callbacks, start) if n not in accepted]
-                start += len(callbacks)
+            for seq, outcomes in claimed:
+                rest = [o for n, o in enumerate(outcomes, start) if n not in accepted]
+                start += len(outcomes)
                 if rest:
-                    await conn.execute(_KEEP_REST, {"seq": seq, "callbacks": json.dumps(rest)})
+                    await conn.execute(_KEEP_REST, {"seq": seq, "ids": [o.id for o in rest],
+                                                    "tracekeys": [o.tracekey for o in rest],
+                                                    "codes": [o.code.value for o in rest]})
                 else:
                     done.append(seq)
             if done:
