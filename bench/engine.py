@@ -10,7 +10,8 @@ then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and th
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s and accept-to-callback
 latency.
 
-    .venv/bin/python -m bench.engine [--postings 50000] [--processes 2] [--pollers 2] [--batch 500] [--e2e N]
+    .venv/bin/python -m bench.engine [--postings 50000] [--processes 2] [--pollers 2] [--batch 500] [--repeat 3]
+                                     [--e2e N | --e2e-only]
 """
 
 import argparse
@@ -216,16 +217,23 @@ async def run_copy(url: str, bodies: list[dict]) -> float:
 
 
 async def measure(server: str, label: str, bodies: list[dict], args) -> dict:
+    """The seed CTE once (time-boxed); the engine and COPY --repeat times each, on fresh databases,
+    alternating, reporting medians (the machine is shared and noisy)."""
     seed_url = await fresh_database(server, f"bench_{label}_seed")
     seed_rate, seed_applied, seed_deadlocks = await run_seed(seed_url, bodies)
     seed_wrong = await mismatches(seed_url)
-    engine_url = await fresh_database(server, f"bench_{label}_engine")
-    engine_rate, rss = await asyncio.to_thread(run_engine, engine_url, bodies, args.processes, args.pollers, args.batch)
-    engine_wrong = await mismatches(engine_url)
-    copy_url = await fresh_database(server, f"bench_{label}_copy")
-    copy_rate = await run_copy(copy_url, bodies)
+    engine_rates, copy_rates, engine_wrong, rss = [], [], 0, 0
+    for n in range(args.repeat):
+        engine_url = await fresh_database(server, f"bench_{label}_engine_{n}")
+        rate, peak = await asyncio.to_thread(run_engine, engine_url, bodies, args.processes, args.pollers, args.batch)
+        engine_rates.append(rate)
+        rss = max(rss, peak)
+        engine_wrong += await mismatches(engine_url)
+        copy_url = await fresh_database(server, f"bench_{label}_copy_{n}")
+        copy_rates.append(await run_copy(copy_url, bodies))
     return {"seed": seed_rate, "seed_applied": seed_applied, "seed_deadlocks": seed_deadlocks, "seed_wrong": seed_wrong,
-            "engine": engine_rate, "engine_wrong": engine_wrong, "copy": copy_rate, "rss": rss}
+            "engine": statistics.median(engine_rates), "engine_runs": engine_rates, "engine_wrong": engine_wrong,
+            "copy": statistics.median(copy_rates), "copy_runs": copy_rates, "rss": rss}
 
 
 async def end_to_end(count: int) -> dict:
@@ -282,6 +290,7 @@ async def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="engine processes (pods)")
     parser.add_argument("--pollers", type=int, default=2, help="pollers per process (FLOW_ENGINE_POLLERS)")
     parser.add_argument("--batch", type=int, default=500, help="postings per batch (FLOW_ENGINE_BATCH_SIZE)")
+    parser.add_argument("--repeat", type=int, default=3, help="engine and COPY runs per load (medians are printed)")
     parser.add_argument("--e2e", type=int, default=0, metavar="N", help="also N postings end to end through LocalStack")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end measurement")
     args = parser.parse_args()
@@ -304,13 +313,17 @@ async def main() -> None:
         shutil.rmtree(state, ignore_errors=True)
 
     print(f"\nFLOW engine benchmark: {args.postings} postings per load, 20% retroactive; engine = "
-          f"{args.processes} processes x {args.pollers} pollers, batches of {args.batch}; {os.cpu_count()} CPUs\n")
+          f"{args.processes} processes x {args.pollers} pollers, batches of {args.batch}; {os.cpu_count()} CPUs; "
+          f"engine and COPY: medians of {args.repeat} runs\n")
     print(f"{'load':8} {'(a) seed CTE/s':>15} {'deadlocks':>9} {'wrong rows':>10} {'(b) engine/s':>13} "
           f"{'wrong rows':>10} {'(c) COPY/s':>11} {'b/a':>7} {'b/c':>5}")
     for label, r in results.items():
         print(f"{label:8} {r['seed']:>15,.0f} {r['seed_deadlocks']:>9} {r['seed_wrong']:>10} {r['engine']:>13,.0f} "
               f"{r['engine_wrong']:>10} {r['copy']:>11,.0f} {r['engine'] / max(r['seed'], 1e-9):>7.1f} "
               f"{r['engine'] / r['copy']:>5.2f}")
+    for label, r in results.items():
+        print(f"{label} runs/s: engine {', '.join(f'{x:,.0f}' for x in r['engine_runs'])}; "
+              f"COPY {', '.join(f'{x:,.0f}' for x in r['copy_runs'])}")
     print(f"\nengine hot/uniform: {results['hot']['engine'] / results['uniform']['engine']:.2f}   "
           f"engine peak RSS: {max(r['rss'] for r in results.values()) / 1024:.0f} MiB per process")
     print(f"(seed CTE measured for at most {SEED_SECONDS} s per load: {results['uniform']['seed_applied']} and "
