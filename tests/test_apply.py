@@ -74,6 +74,20 @@ async def test_an_id_reused_with_other_content_is_rejected_and_the_first_stands(
     assert (await balance_rows(db))[("000000001", TODAY)] == (D(0), D("11.00"), D(0), D("11.00"))
 
 
+async def test_an_outcome_recorded_before_sql_fingerprints_still_recognises_its_redelivery(db):
+    """Outcomes recorded by engines before 0005 carry the Python fingerprint (flow_kit.posting)."""
+    from flow_kit.posting import fingerprint
+
+    earlier, reused = posting(amount="7.00", details={"b": 1, "a": [1, 2]}), posting(amount="8.00")
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO flow.outcome (id, tracekey, fingerprint, code, dateref) VALUES (:id, :tracekey, :print, 'R000', :day)"),
+            [{"id": p.id, "tracekey": p.tracekey, "print": fingerprint(p), "day": TODAY} for p in (earlier, reused)])
+    outcomes = await apply(db, [earlier, reused.model_copy(update={"amount": D("9.00")})])
+    assert [o.code for o in outcomes] == [Code.APPLIED, Code.ID_REUSED]
+    assert await balance_rows(db) == {}  # the redelivery changed nothing
+
+
 @pytest.mark.parametrize(("change", "code"), [
     ({"eventcode": 99}, Code.EVENT_NOT_FOUND),
     ({"eventcode": 4}, Code.EVENT_INACTIVE),
