@@ -1,9 +1,4 @@
-"""Publishes accepted postings to the FlowRequest topic.
-
-Postings are sent with PublishBatch, ten per call. Postings that arrive while earlier calls are in
-flight wait and leave together: an idle ingest publishes a lone posting at once, a busy one makes a
-tenth of the calls (one request per posting no longer means one SNS call per posting).
-"""
+"""Publishes accepted postings to the FlowRequest topic."""
 
 import asyncio
 
@@ -19,44 +14,21 @@ def _attributes(message: PostingMessage) -> dict:
 
 
 class RequestPublisher:
-    def __init__(self, sns_client, topic_arn: str, max_calls_in_flight: int = 16) -> None:
+    def __init__(self, sns_client, topic_arn: str) -> None:
         self._sns = sns_client
         self._topic_arn = topic_arn
-        self._max_in_flight = max_calls_in_flight
-        self._in_flight: set[asyncio.Task] = set()
-        self._waiting: list[tuple[PostingMessage, asyncio.Future]] = []
 
     async def publish_many(self, messages: list[PostingMessage]) -> set[int]:
-        """Returns the indexes of the messages SNS accepted."""
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in messages]
-        self._waiting += zip(messages, futures)
-        self._send_waiting()
-        accepted = await asyncio.gather(*futures)
-        return {n for n, ok in enumerate(accepted) if ok}
-
-    def _send_waiting(self) -> None:
-        while self._waiting and len(self._in_flight) < self._max_in_flight:
-            chunk, self._waiting = self._waiting[:_SNS_BATCH_LIMIT], self._waiting[_SNS_BATCH_LIMIT:]
-            task = asyncio.create_task(self._send(chunk))
-            self._in_flight.add(task)
-            task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task) -> None:
-        self._in_flight.discard(task)
-        self._send_waiting()
-
-    async def _send(self, chunk: list[tuple[PostingMessage, asyncio.Future]]) -> None:
-        try:
+        """Ten per call, the calls concurrent; returns the indexes SNS accepted."""
+        async def chunk(start: int) -> set[int]:
             response = await self._sns.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=[
                 {"Id": str(n), "Message": m.model_dump_json(), "MessageAttributes": _attributes(m)}
-                for n, (m, _) in enumerate(chunk)])
-            accepted = {int(entry["Id"]) for entry in response.get("Successful", [])}
-        except Exception:  # not accepted: the caller answers "failed, retry"
-            accepted = set()
-        for n, (_, future) in enumerate(chunk):
-            if not future.done():  # a caller that went away leaves a cancelled future
-                future.set_result(n in accepted)
+                for n, m in enumerate(messages[start:start + _SNS_BATCH_LIMIT], start)])
+            return {int(entry["Id"]) for entry in response.get("Successful", [])}
+
+        results = await asyncio.gather(*(chunk(n) for n in range(0, len(messages), _SNS_BATCH_LIMIT)),
+                                       return_exceptions=True)
+        return set().union(*(r for r in results if isinstance(r, set)))
 
     async def check(self) -> None:
         await self._sns.get_topic_attributes(TopicArn=self._topic_arn)
