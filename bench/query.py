@@ -7,22 +7,24 @@ reconciliation: a small one (--small transactions, 1M by default) and a large on
 1% of the accounts are "busy" and receive 30% of the postings, so statement pages of 100 lines exist
 in both; the large database gives every account --large/--small times the history of the small one.
 
-Each database is served by the real query service (`python -m flow_query`, a pool of --concurrency
-database connections, bearer tokens from an in-process development issuer) and read over HTTP by a
-concurrent client (httpx, --concurrency workers, warm-up first; then again one request at a time,
---serial requests per kind): a statement page of 100 lines (random busy account, random range holding
+Each database is served by the real query service (`python -m flow_query`, a pool of as many
+database connections as client workers, bearer tokens from an in-process development issuer) and read
+over HTTP by a concurrent client (aiohttp; for each --concurrency level that many workers, warm-up
+first; then again one request at a time, --serial requests per kind): a statement page of 100 lines (random busy account, random range holding
 at least 201 lines), the next page through its `next_cursor`, a balance at a random date, a
 transaction by a random existing id. Per kind: p50 and p99 in ms for both databases, the large/small
-ratio of the p50s (cost must not grow with history), and the server time per request
+ratio of the p50s (cost must not grow with history), the server time per request
 (pg_stat_statements: planning + execution of every statement the request ran), so the database's
-share and the HTTP/Python share can be told apart; then EXPLAIN (ANALYZE, BUFFERS) of the statement
-page on the large database.
+share and the HTTP/Python share can be told apart, and the CPU time the query service's process and
+the client spent per request (from /proc and the client's own process time: robust where wall-clock
+latencies are not, on a machine shared with other work); then EXPLAIN (ANALYZE, BUFFERS) of the
+statement page on the large database.
 
 Finally (unless --skip-ingest) the whole local stack: postings/s accepted by ingest, one posting per
 request (32 concurrent clients) versus batches (500 postings, 4 concurrent).
 
     .venv/bin/python -m bench.query [--small 1000000] [--large 10000000] [--accounts 100000]
-                                    [--requests 2000] [--concurrency 8] [--serial 500]
+                                    [--requests 2000] [--concurrency 4,8] [--serial 500]
                                     [--skip-ingest] [--no-explain] [--keep]
 
 1M + 10M: about 3 minutes to load and 3 to 4 to measure on 2 CPUs; `--small 100000 --large 1000000`
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -45,6 +48,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import httpx
 
@@ -360,13 +364,19 @@ def start_query(url: str, issuer, port: int, pool: int, log: Path, token: str):
     return proc
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/<pid>/stat, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, int(-(-len(ordered) * p // 100)) - 1))]
 
 
-async def run_requests(http: httpx.AsyncClient, requests: list, concurrency: int, check) -> tuple[list[float], float, list]:
+async def run_requests(http: aiohttp.ClientSession, requests: list, concurrency: int, check) -> tuple[list[float], float, list]:
     """Sends `requests` ((path, params)) from `concurrency` workers; returns the latencies (ms),
     the wall time (s) and `check(json)` of each answer."""
     todo = list(enumerate(requests))
@@ -377,11 +387,12 @@ async def run_requests(http: httpx.AsyncClient, requests: list, concurrency: int
         while todo:
             n, (path, params) = todo.pop()
             started = time.perf_counter()
-            response = await http.get(path, params=params)
+            async with http.get(path, params=params) as response:
+                body = await response.read()
             latencies[n] = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {path} {params}: {response.status_code} {response.text[:200]}")
-            checked[n] = check(response.json())
+            if response.status != 200:
+                raise RuntimeError(f"GET {path} {params}: {response.status} {body[:200]!r}")
+            checked[n] = check(json.loads(body))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -401,13 +412,14 @@ async def measure(url: str, shape: Shape, issuer, token: str, args, state: Path,
                   explain_it: bool) -> dict:
     ranges = await statement_ranges(url, shape, rng)
     port = free_port()
-    proc = start_query(url, issuer, port, args.concurrency, state / f"query-{shape.count}.log", token)
+    proc = start_query(url, issuer, port, max(args.concurrency), state / f"query-{shape.count}.log", token)
     stats = await asyncpg.connect(asyncpg_dsn(url))
     results: dict = {"ranges": len(ranges)}
     try:
-        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60,
-                                     headers={"authorization": f"Bearer {token}"}) as http:
+        # aiohttp: httpx costs the client about 1 ms of CPU a request, more than the service spends.
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"authorization": f"Bearer {token}"},
+                                         connector=aiohttp.TCPConnector(limit=max(args.concurrency)),
+                                         timeout=aiohttp.ClientTimeout(total=60)) as http:
             def statement(count: int) -> list:
                 out = []
                 for _ in range(count):
@@ -428,9 +440,12 @@ async def measure(url: str, shape: Shape, issuer, token: str, args, state: Path,
                 """Warm-up requests, then the measured ones with the server's time for them."""
                 await run_requests(http, warm, concurrency, check_)
                 await stats.execute("SELECT pg_stat_statements_reset()")
+                service, client = process_cpu_seconds(proc.pid), time.process_time()
                 latencies, wall, checked = await run_requests(http, requests, concurrency, check_)
+                service, client = process_cpu_seconds(proc.pid) - service, time.process_time() - client
                 ms, calls = await server_time(stats)
                 return {"latencies": latencies, "wall": wall, "server": ms / len(requests),
+                        "service_cpu": service * 1000 / len(requests), "client_cpu": client * 1000 / len(requests),
                         "statements": calls / len(requests), "checked": checked}
 
             def lines(body: dict) -> tuple[int, str | None]:
@@ -442,7 +457,7 @@ async def measure(url: str, shape: Shape, issuer, token: str, args, state: Path,
                         if cursor]
 
             kinds = {}
-            for concurrency, count in ((args.concurrency, args.requests), (1, args.serial)):
+            for concurrency, count in levels(args):
                 if not count:
                     continue
                 warm, requests = statement(WARMUP), statement(count)
@@ -465,24 +480,19 @@ async def measure(url: str, shape: Shape, issuer, token: str, args, state: Path,
 
 
 async def explain(url: str, account_range: tuple[str, date, date]) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of the query service's own statement-page SQL, warm."""
-    from sqlalchemy import text
-
-    from flow_kit.db import create_engine
+    """EXPLAIN (ANALYZE, BUFFERS) of the query service's own statement-page SQL, warm, with the
+    parameters the service passes for a first page of 100 lines."""
     from flow_query.cursor import START
     from flow_query.queries import STATEMENT_PAGE
 
     account, from_, to = account_range
-    params = {"branch": "0001", "account": account, "from_": from_, "to": to, "limit": 101,
-              "after_dateref": START[0], "after_createdat": START[1], "after_id": START[2]}
-    engine = create_engine(url, 1)
+    conn = await asyncpg.connect(asyncpg_dsn(url), server_settings={"timezone": "UTC"})
     try:
-        async with engine.connect() as conn:
-            statement = text("EXPLAIN (ANALYZE, BUFFERS) " + STATEMENT_PAGE.text)
-            for _ in range(3):  # warm
-                plan = [row[0] for row in await conn.execute(statement, params)]
+        for _ in range(3):  # warm
+            plan = [row[0] for row in await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + STATEMENT_PAGE,
+                                                       "0001", account, from_, to, 100, *START)]
     finally:
-        await engine.dispose()
+        await conn.close()
     timing = {line.split(":")[0].strip(): float(line.split(":")[1].split()[0]) for line in plan
               if line.startswith(("Planning Time", "Execution Time"))}
     return {"account": account, "from": from_, "to": to, "plan": plan, **timing}
@@ -580,10 +590,15 @@ def _figures(kind: dict) -> tuple[float, float]:
     return statistics.median(kind["latencies"]), percentile(kind["latencies"], 99)
 
 
+def levels(args) -> list[tuple[int, int]]:
+    """(concurrent client workers, requests) of each measurement: every --concurrency, then one at a time."""
+    return [(concurrency, args.requests) for concurrency in args.concurrency] + [(1, args.serial)]
+
+
 def report(args, small: Shape, large: Shape, loads: dict, checks: dict, measured: dict) -> None:
     s, l = short(small.count), short(large.count)
     print(f"\nFLOW query benchmark: {small.accounts:,} accounts ({small.busy:,} busy with "
-          f"{BUSY_POSTINGS:.0%} of the postings); {DAYS} days of history; HTTP client {args.concurrency} concurrent; "
+          f"{BUSY_POSTINGS:.0%} of the postings); {DAYS} days of history; HTTP client {', '.join(map(str, args.concurrency))} concurrent; "
           f"{args.requests:,} requests per kind; {os.cpu_count()} CPUs (client, service and PostgreSQL share them)\n")
     for shape, label in ((small, s), (large, l)):
         c, t = checks[label], loads[label]
@@ -596,12 +611,13 @@ def report(args, small: Shape, large: Shape, loads: dict, checks: dict, measured
               f"{c['reconciled_accounts']} accounts: {c['mismatches']} mismatching rows")
     rows = (("statement", "statement page (100)", "p99 < 10 ms"), ("next", "statement next page", ""),
             ("balance", "balance at a date", "p99 < 3 ms"), ("by_id", "transaction by id", ""))
-    for concurrency, count in ((args.concurrency, args.requests), (1, args.serial)):
+    for concurrency, count in levels(args):
         if not count:
             continue
         print(f"\nHTTP client {concurrency} concurrent, {count:,} requests per kind (after {WARMUP} warm-up):")
         head = (f"{'kind':22}{s + ' p50':>9}{s + ' p99':>9}{l + ' p50':>9}{l + ' p99':>9}{l + '/' + s + ' p50':>12}"
-                f"  {'target':14}{s + ' req/s':>11}{l + ' req/s':>11}{s + ' db ms':>11}{l + ' db ms':>11}")
+                f"  {'target':14}{s + ' req/s':>11}{l + ' req/s':>11}{s + ' db ms':>11}{l + ' db ms':>11}"
+                f"{s + ' svc cpu':>13}{l + ' svc cpu':>13}{'client cpu':>12}")
         print(head)
         print("-" * len(head))
         for key, title, target in rows:
@@ -613,21 +629,24 @@ def report(args, small: Shape, large: Shape, loads: dict, checks: dict, measured
                 met = " ok" if max(ap99, bp99) < limit else " missed"
             print(f"{title:22}{ap50:>9.2f}{ap99:>9.2f}{bp50:>9.2f}{bp99:>9.2f}{bp50 / ap50:>12.2f}  "
                   f"{(target + met):14}{len(a['latencies']) / a['wall']:>11,.0f}{len(b['latencies']) / b['wall']:>11,.0f}"
-                  f"{a['server']:>11.3f}{b['server']:>11.3f}")
+                  f"{a['server']:>11.3f}{b['server']:>11.3f}{a['service_cpu']:>13.3f}{b['service_cpu']:>13.3f}"
+                  f"{(a['client_cpu'] + b['client_cpu']) / 2:>12.3f}")
     print("\n(latencies in ms at the client; req/s: throughput of the closed loop; db ms: the database's time per "
-          "request,\n planning + execution of every statement the service ran for it, from pg_stat_statements)")
+          "request,\n planning + execution of every statement the service ran for it, from pg_stat_statements; "
+          "svc cpu: CPU ms\n the query service's process spent per request (user + system, /proc); client cpu: the "
+          "HTTP client's, both databases' mean)")
     for label in (s, l):
-        k = measured[label]["kinds"][args.concurrency]
+        k = measured[label]["kinds"][max(args.concurrency)]
         notes = [f"{k['statement']['short_pages']} first and {k['next']['short_pages']} next pages under 100 lines",
                  f"{k['by_id']['not_applied']} ids not found applied",
-                 f"statements per request (BEGIN/ROLLBACK and pool ping included): statement page "
+                 f"statements per request (any BEGIN/ROLLBACK and pool ping included): statement page "
                  f"{k['statement']['statements']:.1f}, balance {k['balance']['statements']:.1f}, "
                  f"by id {k['by_id']['statements']:.1f}"]
         print(f"{label:>5}: " + "; ".join(notes))
     e = measured[l].get("explain")
     if e:
         print(f"\nEXPLAIN (ANALYZE, BUFFERS) of the statement page on {l} (account {e['account']}, "
-              f"{e['from']}..{e['to']}, limit 100+1): planning {e.get('Planning Time', float('nan')):.3f} ms, "
+              f"{e['from']}..{e['to']}, limit 100): planning {e.get('Planning Time', float('nan')):.3f} ms, "
               f"execution {e.get('Execution Time', float('nan')):.3f} ms")
         for line in e["plan"]:
             print("    " + line)
@@ -638,7 +657,7 @@ def report_ingest(ingest: dict) -> None:
         return (f"request p50 {statistics.median(latencies):,.0f} ms, p99 {percentile(latencies, 99):,.0f} ms, "
                 f"max {max(latencies):,.0f} ms")
 
-    print(f"\ningest (whole local stack: ingest -> LocalStack SNS, the engine applying meanwhile; accepted postings/s):")
+    print("\ningest (whole local stack: ingest -> LocalStack SNS, the engine applying meanwhile; accepted postings/s):")
     print(f"  single: {ingest['single']:>7,.0f} postings/s ({ingest['single_count']:,} requests of 1 posting, "
           f"32 concurrent; {spread(ingest['single_latencies'])})")
     print(f"  batch:  {ingest['batch']:>7,.0f} postings/s ({ingest['batches']} requests of {ingest['batch_size']} "
@@ -653,7 +672,8 @@ async def main() -> None:
     parser.add_argument("--large", type=int, default=10_000_000, help="transactions in the large database")
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000, help="measured requests per kind")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP client workers")
+    parser.add_argument("--concurrency", type=lambda text: [int(n) for n in text.split(",")], default=[4, 8],
+                        help="concurrent HTTP client workers, one measurement per value (comma-separated)")
     parser.add_argument("--serial", type=int, default=500,
                         help="then this many requests per kind one at a time (0: none)")
     parser.add_argument("--skip-ingest", action="store_true", help="leave out ingest throughput")

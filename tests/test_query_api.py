@@ -7,9 +7,26 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import aioboto3
+import asyncpg
 import pytest
+from pydantic import TypeAdapter
+
+from flow_kit.migrations import asyncpg_dsn
+from flow_query.queries import utc_text
+from flow_query.schemas import BalanceAt, Statement, TransactionOut
 
 TODAY = datetime.now(UTC).date()
+
+
+def assert_written_as_the_model(model, response) -> None:
+    """The answer is byte for byte what FastAPI would write from the response model (the service
+    writes some answers itself, partly in SQL, to spare the model's cost)."""
+    assert response.status_code == 200, response.text
+    data = response.json()
+    if "from" in data:  # the field is from_, written as "from"
+        data["from_"] = data.pop("from")
+    assert model.model_validate(data).model_dump_json(by_alias=True).encode() == response.content
+    assert response.headers["content-type"] == "application/json"
 
 
 def body(**change) -> dict:
@@ -48,8 +65,10 @@ async def test_a_statement_pages_with_a_cursor_and_running_balances(ingest_url, 
     lines, cursor, pages = [], None, 0
     window = {"from": (TODAY - timedelta(days=3)).isoformat(), "to": TODAY.isoformat(), "limit": 100}
     while True:
-        page = (await http.get(f"{query_url}/v1/accounts/0004/{account}/statement",
-                               params={**window, **({"cursor": cursor} if cursor else {})})).json()
+        response = await http.get(f"{query_url}/v1/accounts/0004/{account}/statement",
+                                  params={**window, **({"cursor": cursor} if cursor else {})})
+        assert_written_as_the_model(Statement, response)
+        page = response.json()
         pages += 1
         lines += page["items"]
         cursor = page["next_cursor"]
@@ -67,8 +86,12 @@ async def test_a_statement_pages_with_a_cursor_and_running_balances(ingest_url, 
         running += Decimal(line["amount"]) * (1 if line["debitcredit"] == "C" else -1)
         assert Decimal(line["balance"]) == running, line
     assert Decimal(page["closing_balance"]) == running
-    at = (await http.get(f"{query_url}/v1/accounts/0004/{account}/balance", params={"date": TODAY.isoformat()})).json()
+    response = await http.get(f"{query_url}/v1/accounts/0004/{account}/balance", params={"date": TODAY.isoformat()})
+    assert_written_as_the_model(BalanceAt, response)
+    at = response.json()
     assert Decimal(at["balance"]) == running and at["lastmovement"] == TODAY.isoformat()
+    response = await http.get(f"{query_url}/v1/transactions/{lines[0]['id']}")
+    assert_written_as_the_model(TransactionOut, response)
     yesterday = (TODAY - timedelta(days=1)).isoformat()
     at = (await http.get(f"{query_url}/v1/accounts/0004/{account}/balance", params={"date": yesterday})).json()
     assert Decimal(at["balance"]) == running - sum(
@@ -111,3 +134,36 @@ async def test_health_readiness_and_metrics_need_no_token(query_url, stack):
         engine = f"http://127.0.0.1:{stack.config.engine_port}"
         assert (await anonymous.get(f"{engine}/readyz")).json()["checks"] == {"database": "ok", "sqs": "ok", "sns": "ok"}
         assert "flow_engine_outcomes_total" in (await anonymous.get(f"{engine}/metrics")).text
+
+
+async def test_reads_survive_dropped_database_connections(stack, query_url, http):
+    """The service pings no pooled connection before a read (a round trip on every request): a read
+    that meets a dead one (the server restarted, a failover) is tried again on another connection."""
+    for _ in range(4):  # the pool holds connections now
+        assert (await http.get(f"{query_url}/v1/events/1")).status_code == 200
+    database = await asyncpg.connect(asyncpg_dsn(stack.replica_url or stack.database_url))  # where query reads
+    try:
+        dropped = await database.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                          "WHERE application_name = 'flow-query'")
+    finally:
+        await database.close()
+    assert dropped >= 1
+    for path in ("/v1/events/1", "/v1/accounts/0004/000000001/statement", "/v1/accounts/0004/000000001/balance"):
+        response = await http.get(f"{query_url}{path}")
+        assert response.status_code == 200, response.text
+    ready = (await http.get(f"{query_url}/readyz")).json()
+    assert ready == {"status": "ready", "checks": {"database": "ok", "replica": "ok"}}, ready
+
+
+@pytest.mark.parametrize("at", ["2026-11-24T10:00:00+00:00", "2026-11-24T10:00:00.5+00:00",
+                                "2026-11-24T10:00:00.000001+00:00", "2026-11-24T23:59:59.999990-03:00",
+                                "0999-01-02T03:04:05.123456+00:00"])
+async def test_the_database_writes_timestamps_as_the_models_do(stack, at):
+    """Statement lines are written by PostgreSQL (queries.utc_text); they must read as pydantic writes them."""
+    value = datetime.fromisoformat(at)
+    database = await asyncpg.connect(asyncpg_dsn(stack.database_url), server_settings={"timezone": "UTC"})
+    try:
+        written = await database.fetchval(f"SELECT {utc_text('$1::timestamptz')}", value)
+    finally:
+        await database.close()
+    assert written == TypeAdapter(datetime).dump_json(value.astimezone(UTC)).decode().strip('"')

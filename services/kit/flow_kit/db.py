@@ -34,20 +34,19 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
 
 
-def create_engine(url: str, pool_size: int = 5, application_name: str = "flow") -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 5, application_name: str = "flow", **options) -> AsyncEngine:
+    """`options` go to create_async_engine over these defaults (e.g. pool_pre_ping=False)."""
     return create_async_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"timezone": "UTC", "application_name": application_name}},
+        **{"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True,
+           "connect_args": {"server_settings": {"timezone": "UTC", "application_name": application_name}}, **options},
     )
 
 
 def create_database(settings: DatabaseSettings, application_name: str,
-                    credentials: DatabaseCredentials | None = None) -> AsyncEngine:
+                    credentials: DatabaseCredentials | None = None, **options) -> AsyncEngine:
     """The service's engine. Without `settings.database_secret_id` it is exactly
-    `create_engine(settings.database_url, settings.database_pool_size, application_name)`.
+    `create_engine(settings.database_url, settings.database_pool_size, application_name, **options)`.
 
     With one, every new connection takes its user and password (and host, port and database name
     when the secret has them) from the secret, through `credentials` (by default a
@@ -55,7 +54,7 @@ def create_database(settings: DatabaseSettings, application_name: str,
     again and tries once more. Pooled connections outlive a rotation; new ones use the new password.
     """
     if not settings.database_secret_id:
-        return create_engine(settings.database_url, settings.database_pool_size, application_name)
+        return create_engine(settings.database_url, settings.database_pool_size, application_name, **options)
     provider = credentials or DatabaseCredentials(settings)
     given = make_url(settings.database_url)  # a password in it would be stale anyway: left out
     url = URL.create(given.drivername, given.username, None, given.host, given.port, given.database, given.query)
@@ -79,10 +78,8 @@ def create_database(settings: DatabaseSettings, application_name: str,
 
     return create_async_engine(
         url,
-        pool_size=settings.database_pool_size,
-        max_overflow=0,
-        pool_pre_ping=True,
-        async_creator=connect,
+        **{"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_pre_ping": True,
+           "async_creator": connect, **options},
     )
 
 

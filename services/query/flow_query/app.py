@@ -6,21 +6,23 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query, Response
 
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.codes import Code
-from flow_kit.db import create_database, ping
+from flow_kit.db import create_database
 from flow_kit.errors import FlowError, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
 from flow_kit.posting import validation_code
 
 from .cursor import decode_cursor, encode_cursor
-from .replica import lag_check
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
                       TRANSACTION_BY_ID)
-from .schemas import (BalanceAt, BalanceDay, BalanceDays, ErrorOut, EventList, Statement, StatementLine,
+from .reads import Reader
+from .render import model_answer, statement_answer
+from .replica import lag_check
+from .schemas import (BalanceAt, BalanceDay, BalanceDays, ErrorOut, EventList, Statement,
                       TransactionList, TransactionOut)
 from .settings import QuerySettings
 
@@ -49,9 +51,11 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = create_database(settings, "flow-query")
-        # Single read statements: autocommit spares each request a BEGIN and a ROLLBACK.
-        app.state.db = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Single read statements in autocommit; no pre-ping: the Reader retries a read that met a
+        # dead connection instead of paying a round trip on every request.
+        engine = create_database(settings, "flow-query", isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        app.state.db = engine
+        app.state.reader = Reader(engine)
         await auth.prefetch()
         try:
             yield
@@ -62,10 +66,10 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
     install_error_handlers(app, validation_code=lambda request, errors: validation_code(errors, _QUERY_CODES,
                                                                                         Code.INVALID_QUERY))
     install_auth_error_handler(app)
-    app.include_router(health_router(lambda: {"database": lambda: ping(app.state.db),
+    app.include_router(health_router(lambda: {"database": lambda: app.state.reader.fetchrow("SELECT 1"),
                                               "replica": lag_check(app.state.db, settings.max_replica_lag_seconds)}))
-    errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422)}
-    reader = [Depends(auth.require("flow.read"))]
+    errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422, 503)}
+    can_read = [Depends(auth.require("flow.read"))]
 
     def date_range(from_: date | None, to: date | None) -> tuple[date, date]:
         to = to or datetime.now(UTC).date()
@@ -74,94 +78,74 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
             raise FlowError(Code.INVALID_RANGE, 422)
         return from_, to
 
-    async def balance_at(conn, branch: str, account: str, at: date):
-        """The balance at the end of `at` (date.min: before any posting)."""
-        if at == date.min:
-            return None
-        return (await conn.execute(BALANCE_AT, {"branch": branch, "account": account, "at": at})).first()
-
-    @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=reader,
+    @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=can_read,
              summary="A posting by id: applied (with its content) or rejected (with its code)")
-    async def get_transaction(id: UUID) -> TransactionOut:
-        async with app.state.db.connect() as conn:
-            row = (await conn.execute(TRANSACTION_BY_ID, {"id": id})).mappings().first()
-            if row:
-                return _applied(row)
-            outcome = (await conn.execute(OUTCOME_BY_ID, {"id": id})).first()
+    async def get_transaction(id: UUID) -> Response:
+        row = await app.state.reader.fetchrow(TRANSACTION_BY_ID, id)
+        if row:
+            return model_answer(_applied(row))
+        outcome = await app.state.reader.fetchrow(OUTCOME_BY_ID, id)
         if outcome is None:
             raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
-        return _rejected(outcome.id, outcome.tracekey, outcome.code, outcome.createdat)
+        return model_answer(_rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"]))
 
-    @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=reader,
+    @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=can_read,
              summary="Every posting that carried a tracekey, applied or rejected (at most `limit`)")
     async def find_transactions(tracekey: UUID,
-                                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> TransactionList:
-        async with app.state.db.connect() as conn:
-            rows = (await conn.execute(OUTCOMES_BY_TRACEKEY, {"tracekey": tracekey, "limit": limit})).mappings().all()
-        return TransactionList(items=[
+                                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        rows = await app.state.reader.fetch(OUTCOMES_BY_TRACEKEY, tracekey, limit)
+        return model_answer(TransactionList(items=[
             _applied({k: v for k, v in row.items() if not k.startswith("outcome_") and k != "code"}) if row["id"]
             else _rejected(row["outcome_id"], row["outcome_tracekey"], row["code"], row["outcome_createdat"])
-            for row in rows])
+            for row in rows]))
 
     @app.get("/v1/accounts/{branch}/{account}/statement", response_model=Statement, responses=errors,
-             dependencies=reader,
+             dependencies=can_read,
              summary="An account's postings between two reference dates, oldest first, a page at a time, "
                      "each line with the balance after it")
     async def get_statement(branch: BranchPath, account: AccountPath, from_: FromQuery = None, to: ToQuery = None,
                             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                            cursor: Annotated[str | None, Query(max_length=200)] = None) -> Statement:
+                            cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
         from_, to = date_range(from_, to)
-        after = decode_cursor(cursor)
-        async with app.state.db.connect() as conn:
-            rows = (await conn.execute(STATEMENT_PAGE, {
-                "branch": branch, "account": account, "from_": from_, "to": to, "limit": limit + 1,
-                "after_dateref": after[0], "after_createdat": after[1], "after_id": after[2]})).mappings().all()
-            opening = await balance_at(conn, branch, account, from_ - timedelta(days=1) if from_ > date.min else from_)
-            closing = await balance_at(conn, branch, account, to)
-        items = [StatementLine(**row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return Statement(
-            branch=branch, account=account, from_=from_, to=to, items=items,
-            opening_balance=opening.balance if opening else Decimal("0.00"),
-            closing_balance=closing.balance if closing else Decimal("0.00"),
-            next_cursor=encode_cursor(items[-1].dateref, items[-1].createdat, items[-1].id) if more else None)
+        page = await app.state.reader.fetchrow(STATEMENT_PAGE, branch, account, from_, to, limit, *decode_cursor(cursor))
+        more = page["more"]
+        return statement_answer(
+            branch, account, from_, to, page["opening_balance"], page["closing_balance"], page["items"],
+            encode_cursor(page["last_dateref"], page["last_createdat"], page["last_id"]) if more else None)
 
     @app.get("/v1/accounts/{branch}/{account}/balances", response_model=BalanceDays, responses=errors,
-             dependencies=reader, summary="An account's daily balance rows between two reference dates")
+             dependencies=can_read, summary="An account's daily balance rows between two reference dates")
     async def get_balances(branch: BranchPath, account: AccountPath, from_: FromQuery = None,
-                           to: ToQuery = None) -> BalanceDays:
+                           to: ToQuery = None) -> Response:
         from_, to = date_range(from_, to)
-        async with app.state.db.connect() as conn:
-            rows = (await conn.execute(BALANCE_DAYS, {"branch": branch, "account": account, "from_": from_, "to": to})).mappings()
-            items = [BalanceDay(**row) for row in rows]
-        return BalanceDays(branch=branch, account=account, from_=from_, to=to, items=items)
+        rows = await app.state.reader.fetch(BALANCE_DAYS, branch, account, from_, to)
+        return model_answer(BalanceDays(branch=branch, account=account, from_=from_, to=to,
+                                        items=[BalanceDay(**row) for row in rows]))
 
     @app.get("/v1/accounts/{branch}/{account}/balance", response_model=BalanceAt, responses=errors,
-             dependencies=reader, summary="An account's balance at the end of a date (default today, UTC)")
+             dependencies=can_read, summary="An account's balance at the end of a date (default today, UTC)")
     async def get_balance(branch: BranchPath, account: AccountPath, at: Annotated[
-            date | None, Query(alias="date", description="Reference date (default: today, UTC)")] = None) -> BalanceAt:
+            date | None, Query(alias="date", description="Reference date (default: today, UTC)")] = None) -> Response:
         at = at or datetime.now(UTC).date()
-        async with app.state.db.connect() as conn:
-            row = await balance_at(conn, branch, account, at)
+        row = await app.state.reader.fetchrow(BALANCE_AT, branch, account, at)
         zero = Decimal("0.00")
-        return BalanceAt(branch=branch, account=account, date=at, lastmovement=row.dateref if row else None,
-                         accumulateddebit=row.accumulateddebit if row else zero,
-                         accumulatedcredit=row.accumulatedcredit if row else zero,
-                         balance=row.balance if row else zero)
+        return model_answer(BalanceAt(branch=branch, account=account, date=at,
+                                      lastmovement=row["dateref"] if row else None,
+                                      accumulateddebit=row["accumulateddebit"] if row else zero,
+                                      accumulatedcredit=row["accumulatedcredit"] if row else zero,
+                                      balance=row["balance"] if row else zero))
 
-    @app.get("/v1/events", response_model=EventList, responses=errors, dependencies=reader,
+    @app.get("/v1/events", response_model=EventList, responses=errors, dependencies=can_read,
              summary="The event catalogue")
-    async def list_events() -> EventList:
-        async with app.state.db.connect() as conn:
-            return EventList(items=[EventOut(**row) for row in (await conn.execute(EVENTS)).mappings()])
+    async def list_events() -> Response:
+        return model_answer(EventList(items=[EventOut(**row) for row in await app.state.reader.fetch(EVENTS)]))
 
-    @app.get("/v1/events/{code}", response_model=EventOut, responses=errors, dependencies=reader,
+    @app.get("/v1/events/{code}", response_model=EventOut, responses=errors, dependencies=can_read,
              summary="One event of the catalogue")
-    async def get_event(code: Annotated[int, Path(gt=0, le=2_147_483_647)]) -> EventOut:
-        async with app.state.db.connect() as conn:
-            row = (await conn.execute(EVENT, {"code": code})).mappings().first()
+    async def get_event(code: Annotated[int, Path(gt=0, le=2_147_483_647)]) -> Response:
+        row = await app.state.reader.fetchrow(EVENT, code)
         if row is None:
             raise FlowError(Code.EVENT_NOT_FOUND, 404)
-        return EventOut(**row)
+        return model_answer(EventOut(**row))
 
     return app

@@ -1,82 +1,108 @@
-"""The query service's SQL: read-only, each statement backed by an index, none growing with history."""
+"""The query service's SQL: read-only, each statement backed by an index, none growing with history.
 
-from sqlalchemy import text
+asyncpg statements ($1, $2, ... parameters), run by `reads.Reader`. The statement page answers its
+lines as JSON text built by PostgreSQL, formatted as the API's models write them (money as decimal
+strings, timestamps as UTC with a `Z`), so the service passes them on without decoding 100 rows.
+"""
 
 __all__ = ["BALANCE_AT", "BALANCE_DAYS", "EVENT", "EVENTS", "OUTCOMES_BY_TRACEKEY", "OUTCOME_BY_ID", "STATEMENT_PAGE",
-           "TRANSACTION_BY_ID"]
+           "TRANSACTION_BY_ID", "utc_text"]
+
+
+def utc_text(column: str) -> str:
+    """A timestamptz as the API writes it (pydantic's format): `2026-11-24T10:00:00.123456Z`, the
+    fraction left out when it is zero."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
+            f"""|| CASE WHEN date_trunc('second', {column}) = {column} THEN '' ELSE to_char({utc}, '.US') END || 'Z'""")
+
 
 _TRANSACTION = """t.id, t.branch, t.account, t.amount, t.debitcredit, t.eventcode, t.description, t.tracekey,
                   t.details, t.dateref, t.acceptedat, t.createdat"""
 
-TRANSACTION_BY_ID = text(
-    f"""SELECT {_TRANSACTION}
-        FROM flow.outcome o
-        JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
-        WHERE o.id = :id"""
-)
+TRANSACTION_BY_ID = f"""
+    SELECT {_TRANSACTION}
+    FROM flow.outcome o
+    JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
+    WHERE o.id = $1"""
 
-OUTCOME_BY_ID = text("SELECT id, tracekey, code, createdat FROM flow.outcome WHERE id = :id")
+OUTCOME_BY_ID = "SELECT id, tracekey, code, createdat FROM flow.outcome WHERE id = $1"
 
 # Every posting carrying a tracekey, applied (with its content) or rejected.
-OUTCOMES_BY_TRACEKEY = text(
-    f"""SELECT o.id AS outcome_id, o.tracekey AS outcome_tracekey, o.code, o.createdat AS outcome_createdat,
-               {_TRANSACTION}
-        FROM flow.outcome o
-        LEFT JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref
-        WHERE o.tracekey = :tracekey
-        ORDER BY o.createdat, o.id
-        LIMIT :limit"""
-)
+OUTCOMES_BY_TRACEKEY = f"""
+    SELECT o.id AS outcome_id, o.tracekey AS outcome_tracekey, o.code, o.createdat AS outcome_createdat,
+           {_TRANSACTION}
+    FROM flow.outcome o
+    LEFT JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref
+    WHERE o.tracekey = $1
+    ORDER BY o.createdat, o.id
+    LIMIT $2"""
 
-# One page of a statement, keyset-paginated on (dateref, createdat, id). Each line carries the
-# balance after it: the balance at the end of the day before (from flow.balance) plus that day's
-# lines up to and including it, so a page costs the same wherever it falls in the history.
-STATEMENT_PAGE = text(
-    """WITH page AS (
-           SELECT t.id, t.dateref, t.amount, t.debitcredit, t.eventcode, t.description, t.tracekey, t.createdat
-           FROM flow.transaction t
-           WHERE t.branch = :branch AND t.account = :account AND t.dateref BETWEEN :from_ AND :to
-             AND (t.dateref, t.createdat, t.id) > (:after_dateref, :after_createdat, :after_id)
-           ORDER BY t.dateref, t.createdat, t.id
-           LIMIT :limit),
-       within_day AS (
-           SELECT t.id, sum(CASE WHEN t.debitcredit = 'C' THEN t.amount ELSE -t.amount END)
-                        OVER (PARTITION BY t.dateref ORDER BY t.createdat, t.id) AS movement
-           FROM flow.transaction t
-           WHERE t.branch = :branch AND t.account = :account
-             AND t.dateref >= (SELECT min(dateref) FROM page)  -- an index bound: the page's days only
-             AND t.dateref IN (SELECT DISTINCT dateref FROM page)
-             AND (t.dateref, t.createdat, t.id) <= (SELECT dateref, createdat, id FROM page
-                                                    ORDER BY dateref DESC, createdat DESC, id DESC LIMIT 1))
-       SELECT p.*, coalesce(before.balance, 0) + w.movement AS balance
-       FROM page p
-       JOIN within_day w ON w.id = p.id
-       LEFT JOIN LATERAL (
-           SELECT b.accumulatedcredit - b.accumulateddebit AS balance
-           FROM flow.balance b
-           WHERE b.branch = :branch AND b.account = :account AND b.dateref < p.dateref
-           ORDER BY b.dateref DESC
-           LIMIT 1) before ON true
-       ORDER BY p.dateref, p.createdat, p.id"""
-)
+# The balance of the account's latest day row whose dateref meets `bound` (null: no such row).
+_BALANCE = """(SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
+               WHERE b.branch = $1 AND b.account = $2 AND b.dateref {bound}
+               ORDER BY b.dateref DESC LIMIT 1)"""
+
+# One page of a statement in one statement: $1 branch, $2 account, $3..$4 the dates, $5 the page size,
+# $6..$8 the key of the last line of the page before (keyset pagination on (dateref, createdat, id)).
+# Answers one row: `items`, the page's lines as a JSON array; `more`, whether a line follows the page;
+# the key of the page's last line (for the cursor); the opening (end of the day before $3) and closing
+# (end of $4) balances as text.
+# Each line carries the balance after it: the balance at the end of the day before the page's first
+# day (one flow.balance row) plus the running sum of the account's lines from the start of that day,
+# so a page costs the same wherever it falls in history. Lines are contiguous in key order, so every
+# line between the start of the first day and the page's last line is either on the page or earlier
+# on its first day.
+STATEMENT_PAGE = f"""
+    WITH page AS (  -- the keys of the page's lines, and of one more: tells whether there is a next page
+        SELECT t.dateref, t.createdat, t.id, row_number() OVER (ORDER BY t.dateref, t.createdat, t.id) AS n
+        FROM (SELECT dateref, createdat, id
+              FROM flow.transaction
+              WHERE branch = $1 AND account = $2 AND dateref BETWEEN $3::date AND $4::date
+                AND (dateref, createdat, id) > ($6::date, $7::timestamptz, $8::uuid)
+              ORDER BY dateref, createdat, id
+              LIMIT $5::int + 1) t),
+    first AS (SELECT dateref, createdat, id FROM page WHERE n = 1),
+    last AS (SELECT dateref, createdat, id FROM page WHERE n <= $5 ORDER BY n DESC LIMIT 1),
+    running AS (
+        SELECT t.id, t.dateref, t.amount, t.debitcredit, t.eventcode, t.description, t.tracekey, t.createdat,
+               coalesce({_BALANCE.format(bound="< (SELECT dateref FROM first)")}, 0)
+               + sum(CASE WHEN t.debitcredit = 'C' THEN t.amount ELSE -t.amount END)
+                 OVER (ORDER BY t.dateref, t.createdat, t.id) AS balance
+        FROM flow.transaction t
+        WHERE t.branch = $1 AND t.account = $2 AND t.dateref >= (SELECT dateref FROM first)
+          AND (t.dateref, t.createdat, t.id) <= (SELECT dateref, createdat, id FROM last)),
+    lines AS (
+        SELECT r.dateref, r.createdat, r.id,
+               (SELECT row_to_json(line) FROM (  -- the fields of a StatementLine, in its order
+                    SELECT r.id, r.dateref, r.amount::text AS amount, r.debitcredit, r.eventcode, r.description,
+                           r.tracekey, {utc_text("r.createdat")} AS createdat, r.balance::text AS balance) line) AS json
+        FROM running r
+        WHERE (r.dateref, r.createdat, r.id) >= (SELECT dateref, createdat, id FROM first))
+    SELECT (SELECT '[' || coalesce(string_agg(json::text, ',' ORDER BY dateref, createdat, id), '') || ']'
+            FROM lines) AS items,
+           (SELECT count(*) FROM page) > $5 AS more,
+           last.dateref AS last_dateref, last.createdat AS last_createdat, last.id AS last_id,
+           coalesce({_BALANCE.format(bound="< $3::date")}, 0.00)::text AS opening_balance,
+           coalesce({_BALANCE.format(bound="<= $4::date")}, 0.00)::text AS closing_balance
+    FROM (SELECT) one
+    LEFT JOIN last ON true"""
 
 # The latest day row on or before a date: the balance at the end of that date.
-BALANCE_AT = text(
-    """SELECT dateref, accumulateddebit, accumulatedcredit, accumulatedcredit - accumulateddebit AS balance
-       FROM flow.balance
-       WHERE branch = :branch AND account = :account AND dateref <= :at
-       ORDER BY dateref DESC
-       LIMIT 1"""
-)
+BALANCE_AT = """
+    SELECT dateref, accumulateddebit, accumulatedcredit, accumulatedcredit - accumulateddebit AS balance
+    FROM flow.balance
+    WHERE branch = $1 AND account = $2 AND dateref <= $3
+    ORDER BY dateref DESC
+    LIMIT 1"""
 
-BALANCE_DAYS = text(
-    """SELECT dateref, totaldebit, totalcredit, accumulateddebit, accumulatedcredit,
-              accumulatedcredit - accumulateddebit AS balance, updatedat
-       FROM flow.balance
-       WHERE branch = :branch AND account = :account AND dateref BETWEEN :from_ AND :to
-       ORDER BY dateref"""
-)
+BALANCE_DAYS = """
+    SELECT dateref, totaldebit, totalcredit, accumulateddebit, accumulatedcredit,
+           accumulatedcredit - accumulateddebit AS balance, updatedat
+    FROM flow.balance
+    WHERE branch = $1 AND account = $2 AND dateref BETWEEN $3 AND $4
+    ORDER BY dateref"""
 
 _EVENT = "SELECT code, description, active, allowdebit, allowcredit, createdat, updatedat FROM flow.event"
-EVENTS = text(f"{_EVENT} ORDER BY code")
-EVENT = text(f"{_EVENT} WHERE code = :code")
+EVENTS = f"{_EVENT} ORDER BY code"
+EVENT = f"{_EVENT} WHERE code = $1"

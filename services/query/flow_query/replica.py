@@ -6,10 +6,11 @@ received; otherwise it is the time since the last transaction it replayed commit
 """
 
 from prometheus_client import Gauge
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_kit.health import Check
+
+from .reads import Reader
 
 __all__ = ["REPLICA_LAG", "ReplicaLagging", "lag_check", "replica_lag_seconds"]
 
@@ -17,13 +18,12 @@ REPLICA_LAG = Gauge("flow_query_replica_lag_seconds",
                     "How far the database the query service reads from replays behind the primary, in seconds "
                     "(0 on a primary or a replica that has replayed all it received); set by each readiness check")
 
-_LAG = text(
-    """SELECT CASE
+_LAG = """
+    SELECT CASE
            WHEN NOT pg_is_in_recovery() THEN 0
            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
            ELSE greatest(0, coalesce(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()), 0))
        END::float8 AS lag"""
-)
 
 
 class ReplicaLagging(RuntimeError):
@@ -31,8 +31,7 @@ class ReplicaLagging(RuntimeError):
 
 
 async def replica_lag_seconds(engine: AsyncEngine) -> float:
-    async with engine.connect() as conn:
-        return float((await conn.execute(_LAG)).scalar_one())
+    return float((await Reader(engine).fetchrow(_LAG))["lag"])
 
 
 def lag_check(engine: AsyncEngine, max_lag_seconds: float) -> Check:
