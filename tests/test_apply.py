@@ -5,6 +5,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -50,6 +51,23 @@ async def test_several_days_of_one_account_in_one_batch(db):
     rows = await balance_rows(db)
     assert [rows[k] for k in sorted(rows)] == [
         (D(0), D("5.00"), D(0), D("5.00")), (D(0), D("8.00"), D(0), D("13.00")), (D("2.00"), D(0), D("2.00"), D("13.00"))]
+
+
+async def test_day_rows_name_the_posting_that_created_them_and_the_last_that_moved_them(db):
+    """tracekey: the creating batch's last posting of that day; updatetracekey: the account's last
+    posting in the latest batch that moved the row (batch order)."""
+    two_back, today_, again = posting(days_back=2), posting(), posting(days_back=2)
+    await apply(db, [two_back, today_, again])
+    yesterday = posting(days_back=1)
+    await apply(db, [yesterday])
+    async with db.connect() as conn:
+        rows = {r.dateref: (r.tracekey, r.updatetracekey) for r in await conn.execute(
+            text("SELECT dateref, tracekey, updatetracekey FROM flow.balance"))}
+    assert rows == {
+        TODAY - timedelta(days=2): (again.tracekey, again.tracekey),  # before the second batch's day: untouched
+        TODAY - timedelta(days=1): (yesterday.tracekey, yesterday.tracekey),
+        TODAY: (today_.tracekey, yesterday.tracekey),  # moved by the retroactive posting
+    }
 
 
 async def test_a_redelivered_posting_changes_nothing_and_reports_the_same_outcome(db):

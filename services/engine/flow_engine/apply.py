@@ -97,8 +97,8 @@ _LOCK_ACCOUNTS = text(
 _APPLY_DAYS = text(
     """WITH posting AS (
            SELECT * FROM unnest(CAST(:branch AS text[]), CAST(:account AS text[]), CAST(:dateref AS date[]),
-                                CAST(:amount AS numeric[]), CAST(:debitcredit AS text[]), CAST(:tracekey AS uuid[]))
-                    WITH ORDINALITY AS p(branch, account, dateref, amount, debitcredit, tracekey, ord)),
+                                CAST(:amount AS numeric[]), CAST(:debitcredit AS text[]))
+                    WITH ORDINALITY AS p(branch, account, dateref, amount, debitcredit, ord)),
        day AS (
            SELECT branch, account, dateref,
                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS debit,
@@ -107,8 +107,8 @@ _APPLY_DAYS = text(
            FROM posting GROUP BY branch, account, dateref),
        delta AS (
            SELECT day.*,
-                  (CAST(:tracekey AS uuid[]))[last] AS tracekey,  -- the day's last posting
-                  (CAST(:tracekey AS uuid[]))[max(last) OVER account] AS lasttracekey,  -- the account's last posting
+                  (CAST(:tracekey AS uuid[]))[last] AS tracekey,  -- the day's last posting (by its ord)
+                  (CAST(:tracekey AS uuid[]))[max(last) OVER account] AS lasttracekey,  -- the account's last
                   sum(debit) OVER running AS upto_debit, sum(credit) OVER running AS upto_credit,
                   lead(dateref) OVER running AS next_day
            FROM day
