@@ -4,10 +4,14 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 
+import asyncpg
 import pytest
 
-from flow_kit.migrations import MigrationError, apply_migrations
+from flow_engine.outcome import Outcome
+from flow_kit.codes import Code
+from flow_kit.migrations import MigrationError, apply_migrations, asyncpg_dsn
 from tools.devstack.stack import ROOT
 
 
@@ -56,15 +60,7 @@ async def test_a_failing_script_leaves_nothing_behind(fresh_database, sql_dir):
 
 async def test_callbacks_waiting_in_the_outbox_survive_the_move_to_arrays(stack, sql_dir):
     """0005 turns the outbox's JSON rows into arrays: a callback queued before the upgrade is still
-    relayed after it, with the same messageid."""
-    import uuid
-
-    import asyncpg
-
-    from flow_engine.outcome import Outcome
-    from flow_kit.codes import Code
-    from flow_kit.migrations import asyncpg_dsn
-
+    relayed after it, with the same facts (so the same messageid)."""
     server = stack.database_url.rsplit("/", 1)[0]
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(asyncpg_dsn(f"{server}/postgres"))
@@ -95,10 +91,6 @@ async def test_callbacks_waiting_in_the_outbox_survive_the_move_to_arrays(stack,
 async def test_an_event_is_never_deleted_nor_renumbered(fresh_database):
     """flow.transaction keeps no foreign key to the catalogue (its per-row check cost every posting a
     lock on the event row): the catalogue refuses to lose an event instead."""
-    import asyncpg
-
-    from flow_kit.migrations import asyncpg_dsn
-
     conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
     try:
         for statement in ("DELETE FROM flow.event WHERE code = 1", "UPDATE flow.event SET code = 77 WHERE code = 1",

@@ -1,8 +1,9 @@
 """The outbox relay: publishes the callbacks the engine queued in flow.callback_outbox (one row per
-applied batch: the outcomes' ids, tracekeys and codes, rendered into messages here) and deletes each row once SNS accepted all of it; a partly published row keeps only
-what is left. Rows are claimed with SKIP LOCKED, so every engine process can relay at once; what
-fails to publish stays and is tried again with backoff, so an SNS outage delays callbacks and loses
-none, and a crash between commit and publish only means a later (possibly repeated) publish."""
+applied batch: the outcomes' ids, tracekeys and codes, rendered into messages here) and deletes each
+row once SNS accepted all of it; a partly published row keeps only what is left. Rows are claimed
+with SKIP LOCKED, so every engine process can relay at once; what fails to publish stays and is tried
+again with backoff, so an SNS outage delays callbacks and loses none, and a crash between commit and
+publish only means a later (possibly repeated) publish."""
 
 import asyncio
 import logging
