@@ -153,7 +153,7 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
     from flow_engine.consumer import Consumer
     from flow_engine.settings import EngineSettings
     from flow_kit.db import create_engine
-    from flow_kit.posting import PostingMessage
+    from flow_engine.message import decode
 
     async def main() -> None:
         settings = EngineSettings(database_url=url, queue_url="http://unused", batch_size=batch,
@@ -170,7 +170,7 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
         async def poller() -> None:
             while chunks:
                 chunk = chunks.pop(0)
-                await consumer._apply([PostingMessage.model_validate_json(body) for body in chunk])
+                await consumer._apply([decode(body) for body in chunk])
 
         await asyncio.gather(*(poller() for _ in range(pollers)))
         await db.dispose()

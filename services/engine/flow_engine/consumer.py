@@ -15,16 +15,15 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from flow_kit.codes import Code
 from flow_kit.db import is_transient
 from flow_kit.logs import tracekey_var
-from flow_kit.posting import PostingMessage
 
 from .apply import apply_batch
+from .message import DecodeError, Posting, decode
 from .outcome import Outcome
 from .settings import EngineSettings
 
@@ -86,15 +85,15 @@ class Consumer:
                 await asyncio.sleep(1)
 
     async def handle(self, messages: list[dict]) -> None:
-        postings: list[PostingMessage] = []
+        postings: list[Posting] = []
         handles: list[str] = []
         poison: list[str] = []
         for message in messages:
             RECEIVE_COUNT.observe(int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
             try:
-                postings.append(PostingMessage.model_validate_json(message["Body"]))
+                postings.append(decode(message["Body"]))
                 handles.append(message["ReceiptHandle"])
-            except ValidationError:
+            except DecodeError:
                 POISON.inc()
                 poison.append(message["ReceiptHandle"])
                 _log.error("unparseable message left for the dead-letter queue",
@@ -114,7 +113,7 @@ class Consumer:
             tracekey_var.set(None)
         await self._entries("delete_message_batch", handles)
 
-    async def _apply(self, postings: list[PostingMessage]) -> list[Outcome]:
+    async def _apply(self, postings: list[Posting]) -> list[Outcome]:
         started = time.perf_counter()
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._settings.db_retry_attempts),
