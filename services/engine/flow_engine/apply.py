@@ -1,7 +1,7 @@
 """The transactional engine: applies a batch of postings in one database transaction.
 
 Set-based, in the seed's CTE style: each step is one statement over the whole batch, which travels
-as column arrays. Per batch:
+as columns (see _POSTINGS). Per batch:
 1. judge each posting against the event catalogue and the retroactive window;
 2. record each id's outcome, insert the applied postings into flow.transaction and queue the new
    outcomes' callbacks in the outbox (one statement). The outcome's primary key is the posting id,
