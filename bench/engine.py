@@ -6,7 +6,8 @@ for a uniform load over 10,000 accounts and for one hot account:
   (b) FLOW's engine: batch apply with its real concurrency (worker processes x pollers, each batch
       parsed from the queue's JSON and applied in one transaction);
   (c) plain COPY of the same rows into flow.transaction, no balance work (the ceiling);
-then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and the engine's peak RSS.
+then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and the engine's peak RSS;
+and where (b) and (c) spend CPU per posting: PostgreSQL's (the cluster's processes) and the engine's.
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s, and accept-to-callback
 latency at 70% of that rate.
 
@@ -147,9 +148,42 @@ async def run_seed(url: str, bodies: list[dict]) -> tuple[float, int, int]:
     return applied / (time.perf_counter() - started), applied, failed
 
 
+def server_cpu_seconds(cluster: PostgresCluster) -> float:
+    """CPU time the cluster has used so far (Linux /proc): the postmaster, its live processes, and the
+    backends it reaped (a connection's backend is reaped when the client disconnects)."""
+    postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == postmaster:  # its own time and its reaped children's
+            total += sum(int(f) for f in fields[11:15])
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def backends_gone(url: str) -> None:
+    """Waits until no client is connected to `url`'s database, so its backends' CPU is counted."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        for _ in range(100):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
 def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready, go, results) -> None:
     """One engine process: `pollers` appliers taking `batch` raw queue bodies at a time, as the
-    consumer does (parse, apply in one transaction with retries on transient faults)."""
+    consumer does (parse, apply in one transaction with retries on transient faults). Reports its
+    peak RSS and the CPU time it spent applying."""
     from flow_engine.consumer import Consumer
     from flow_engine.settings import EngineSettings
     from flow_kit.db import create_engine
@@ -166,6 +200,7 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
         chunks = [bodies[n:n + batch] for n in range(0, len(bodies), batch)]
         ready.set()
         go.wait()
+        started = time.process_time()
 
         async def poller() -> None:
             while chunks:
@@ -173,14 +208,16 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
                 await consumer._apply([decode(body) for body in chunk])
 
         await asyncio.gather(*(poller() for _ in range(pollers)))
+        spent = time.process_time() - started
         await db.dispose()
+        return spent
 
-    asyncio.run(main())
-    results.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    cpu = asyncio.run(main())
+    results.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, cpu))
 
 
-def run_engine(url: str, bodies: list[dict], processes: int, pollers: int, batch: int) -> tuple[float, int]:
-    """(postings/s, peak RSS in KiB of the largest engine process)."""
+def run_engine(url: str, bodies: list[dict], processes: int, pollers: int, batch: int) -> tuple[float, int, float]:
+    """(postings/s, peak RSS in KiB of the largest engine process, CPU seconds of all engine processes)."""
     raw = [json.dumps(b) for b in bodies]
     context = multiprocessing.get_context("spawn")
     go, results = context.Event(), context.Queue()
@@ -197,8 +234,8 @@ def run_engine(url: str, bodies: list[dict], processes: int, pollers: int, batch
     for proc, _ in workers:
         proc.join()
     elapsed = time.perf_counter() - started
-    rss = max(results.get() for _ in workers)
-    return len(bodies) / elapsed, rss
+    reports = [results.get() for _ in workers]
+    return len(bodies) / elapsed, max(rss for rss, _ in reports), sum(cpu for _, cpu in reports)
 
 
 async def run_copy(url: str, bodies: list[dict]) -> float:
@@ -216,22 +253,33 @@ async def run_copy(url: str, bodies: list[dict]) -> float:
     return len(bodies) / elapsed
 
 
-async def measure(server: str, label: str, bodies: list[dict], args) -> dict:
+async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args) -> dict:
     """The seed CTE once (time-boxed); the engine and COPY --repeat times each, on fresh databases,
-    alternating, reporting medians (the machine is shared and noisy)."""
+    alternating, reporting medians (the machine is shared and noisy), with their CPU per posting."""
+    server = cluster.url.rsplit("/", 1)[0]
     seed_url = await fresh_database(server, f"bench_{label}_seed")
     seed_rate, seed_applied, seed_deadlocks = await run_seed(seed_url, bodies)
     seed_wrong = await mismatches(seed_url)
     engine_rates, copy_rates, engine_wrong, rss = [], [], 0, 0
+    engine_cpu, server_cpu, copy_server_cpu = [], [], []  # µs per posting
     for n in range(args.repeat):
         engine_url = await fresh_database(server, f"bench_{label}_engine_{n}")
-        rate, peak = await asyncio.to_thread(run_engine, engine_url, bodies, args.processes, args.pollers, args.batch)
+        before = server_cpu_seconds(cluster)
+        rate, peak, cpu = await asyncio.to_thread(run_engine, engine_url, bodies, args.processes, args.pollers,
+                                                  args.batch)
+        await backends_gone(engine_url)
+        server_cpu.append((server_cpu_seconds(cluster) - before) * 1e6 / len(bodies))
+        engine_cpu.append(cpu * 1e6 / len(bodies))
         engine_rates.append(rate)
         rss = max(rss, peak)
         engine_wrong += await mismatches(engine_url)
         copy_url = await fresh_database(server, f"bench_{label}_copy_{n}")
+        before = server_cpu_seconds(cluster)
         copy_rates.append(await run_copy(copy_url, bodies))
-    return {"seed": seed_rate, "seed_applied": seed_applied, "seed_deadlocks": seed_deadlocks, "seed_wrong": seed_wrong,
+        await backends_gone(copy_url)
+        copy_server_cpu.append((server_cpu_seconds(cluster) - before) * 1e6 / len(bodies))
+    return {"engine_cpu": statistics.median(engine_cpu), "server_cpu": statistics.median(server_cpu),
+            "copy_server_cpu": statistics.median(copy_server_cpu), "seed": seed_rate, "seed_applied": seed_applied, "seed_deadlocks": seed_deadlocks, "seed_wrong": seed_wrong,
             "engine": statistics.median(engine_rates), "engine_runs": engine_rates, "engine_wrong": engine_wrong,
             "copy": statistics.median(copy_rates), "copy_runs": copy_rates, "rss": rss}
 
@@ -319,10 +367,9 @@ async def main() -> None:
     cluster = PostgresCluster(state / "data", free_port())
     cluster.start()
     try:
-        server = cluster.url.rsplit("/", 1)[0]
         results = {
-            "uniform": await measure(server, "uniform", generate(args.postings, 10_000, 1), args),
-            "hot": await measure(server, "hot", generate(args.postings, 1, 2), args),
+            "uniform": await measure(cluster, "uniform", generate(args.postings, 10_000, 1), args),
+            "hot": await measure(cluster, "hot", generate(args.postings, 1, 2), args),
         }
     finally:
         cluster.stop()
@@ -342,6 +389,14 @@ async def main() -> None:
               f"COPY {', '.join(f'{x:,.0f}' for x in r['copy_runs'])}")
     print(f"\nengine hot/uniform: {results['hot']['engine'] / results['uniform']['engine']:.2f}   "
           f"engine peak RSS: {max(r['rss'] for r in results.values()) / 1024:.0f} MiB per process")
+    print(f"\nCPU per posting (medians): the engine's processes while applying, PostgreSQL's (every process of "
+          f"the cluster, autovacuum included) over the same span; COPY's PostgreSQL CPU per row")
+    cpus = os.cpu_count() or 1
+    for label, r in results.items():
+        total = r["server_cpu"] + r["engine_cpu"]
+        print(f"  {label:8} PostgreSQL {r['server_cpu']:5.1f} µs + engine {r['engine_cpu']:5.1f} µs = {total:5.1f} µs "
+              f"(all {cpus} CPUs busy: at most {cpus * 1e6 / total:,.0f}/s); COPY: PostgreSQL "
+              f"{r['copy_server_cpu']:4.1f} µs")
     print(f"(seed CTE measured for at most {SEED_SECONDS} s per load: {results['uniform']['seed_applied']} and "
           f"{results['hot']['seed_applied']} postings applied)")
     if args.e2e:
