@@ -389,8 +389,8 @@ async def main() -> None:
               f"COPY {', '.join(f'{x:,.0f}' for x in r['copy_runs'])}")
     print(f"\nengine hot/uniform: {results['hot']['engine'] / results['uniform']['engine']:.2f}   "
           f"engine peak RSS: {max(r['rss'] for r in results.values()) / 1024:.0f} MiB per process")
-    print(f"\nCPU per posting (medians): the engine's processes while applying, PostgreSQL's (every process of "
-          f"the cluster, autovacuum included) over the same span; COPY's PostgreSQL CPU per row")
+    print("\nCPU per posting (medians): the engine's processes while applying, PostgreSQL's (every process of "
+          "the cluster, autovacuum included) over the same span; COPY's PostgreSQL CPU per row")
     cpus = os.cpu_count() or 1
     for label, r in results.items():
         total = r["server_cpu"] + r["engine_cpu"]
