@@ -27,6 +27,10 @@ class LocalStack:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
     def _healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=2) as response:
             services = json.load(response).get("services", {})

@@ -71,6 +71,11 @@ class PostgresCluster:
     def url(self) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/flow"
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while this object runs the server."""
+        return self._proc.pid if self._proc else None
+
     def _run(self, *args: str) -> subprocess.CompletedProcess:
         return run([str(self.bindir / args[0]), *args[1:]], user=self.user)
 

@@ -218,6 +218,14 @@ class Stack:
             self.stop()
             raise
 
+    def pids(self) -> dict[str, list[int]]:
+        """The root processes of each running part of the stack, by part (benchmarks read their CPU)."""
+        parts = {"PostgreSQL": [self.postgres, self.replica], "LocalStack": [self.localstack]}
+        found = {name: [c.pid for c in components if c and c.pid] for name, components in parts.items()}
+        found.update({name: [proc.pid] for name, proc in self.services.items()})
+        found["engine"] = [proc.pid for proc in self.engines]
+        return found
+
     # -- stopping -------------------------------------------------------------------------------
     def queue_depth(self) -> int:
         sqs = boto3.client("sqs", endpoint_url=self.aws_endpoint, region_name="us-east-1",
