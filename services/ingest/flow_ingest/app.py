@@ -58,7 +58,7 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             db = create_database(settings, "flow-ingest")
             stack.push_async_callback(db.dispose)
             sns = await stack.enter_async_context(AwsClients(settings).client("sns"))
-            publisher = RequestPublisher(sns, settings.request_topic_arn)
+            publisher = RequestPublisher(sns, settings.request_topic_arn, settings.publish_calls)
             app.state.catalogue = EventCatalogue(db, settings.event_cache_seconds)
             app.state.intake = Intake(settings, app.state.catalogue, RequestLedger(db), publisher)
             app.state.checks = {"database": lambda: ping(db), "sns": publisher.check}

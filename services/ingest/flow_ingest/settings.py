@@ -17,3 +17,6 @@ class IngestSettings(DatabaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_details_bytes: int = Field(4096, ge=2)
+    # Calls to FlowRequest under way before fewer than 10 waiting postings are sent (10 are sent at
+    # once): while they are, postings of concurrent requests gather and share calls.
+    publish_calls: int = Field(8, ge=1, le=50)
