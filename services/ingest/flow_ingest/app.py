@@ -60,7 +60,9 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             sns = await stack.enter_async_context(AwsClients(settings).client("sns"))
             publisher = RequestPublisher(sns, settings.request_topic_arn, settings.publish_calls)
             app.state.catalogue = EventCatalogue(db, settings.event_cache_seconds)
-            app.state.intake = Intake(settings, app.state.catalogue, RequestLedger(db), publisher)
+            # A connection stays free for catalogue reads while the ledger's transactions are under way.
+            ledger = RequestLedger(db, max_in_flight=max(1, settings.database_pool_size - 1))
+            app.state.intake = Intake(settings, app.state.catalogue, ledger, publisher)
             app.state.checks = {"database": lambda: ping(db), "sns": publisher.check}
             await auth.prefetch()
             yield

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_kit.posting import PostingMessage, fingerprint
 
+from .coalesce import Coalescer
+
 __all__ = ["RequestLedger"]
 
 _REMEMBER = text(
@@ -30,19 +32,38 @@ class Earlier:
 
 
 class RequestLedger:
-    def __init__(self, db: AsyncEngine) -> None:
+    """Records are written in transactions the postings of concurrent requests share (see
+    coalesce.py): one commit for many requests under load."""
+
+    def __init__(self, db: AsyncEngine, max_in_flight: int, max_items: int = 1000) -> None:
         self._db = db
+        self._transactions = Coalescer(self._remember, max_items, max_in_flight)
 
     async def remember(self, messages: list[PostingMessage]) -> dict[UUID, Earlier]:
         """Records the new ids; returns what was recorded earlier for the others (ids must be unique)."""
-        if not messages:
-            return {}
+        earlier = await self._transactions.submit(messages)
+        return {m.id: found for m, found in zip(messages, earlier) if found is not None}
+
+    async def _remember(self, messages: list[PostingMessage]) -> list[Earlier | None]:
+        """One transaction for postings of several requests. Two requests may carry one id: the first
+        is recorded and the second finds it, as if it had come after."""
+        first: dict[UUID, PostingMessage] = {}
+        for m in messages:
+            first.setdefault(m.id, m)
         async with self._db.begin() as conn:
             new = {row.id for row in await conn.execute(_REMEMBER, {
-                "id": [m.id for m in messages], "fingerprint": [fingerprint(m) for m in messages],
-                "tracekey": [m.tracekey for m in messages], "acceptedat": [m.acceptedat for m in messages]})}
-            seen = [m.id for m in messages if m.id not in new]
-            if not seen:
-                return {}
-            rows = await conn.execute(_RECALL, {"ids": seen})
-            return {row.id: Earlier(row.fingerprint, row.tracekey, row.acceptedat) for row in rows}
+                "id": list(first), "fingerprint": [fingerprint(m) for m in first.values()],
+                "tracekey": [m.tracekey for m in first.values()],
+                "acceptedat": [m.acceptedat for m in first.values()]})}
+            seen = [id for id in first if id not in new]
+            stored = {row.id: Earlier(row.fingerprint, row.tracekey, row.acceptedat)
+                      for row in await conn.execute(_RECALL, {"ids": seen})} if seen else {}
+        results: list[Earlier | None] = []
+        for m in messages:
+            if m.id in stored:
+                results.append(stored[m.id])
+            elif first[m.id] is not m:  # recorded just now for an earlier request of this group
+                results.append(Earlier(fingerprint(first[m.id]), first[m.id].tracekey, first[m.id].acceptedat))
+            else:
+                results.append(None)
+        return results
