@@ -31,6 +31,7 @@ __all__ = ["Consumer"]
 
 _log = logging.getLogger(__name__)
 _SQS_BATCH_LIMIT = 10  # ReceiveMessage and DeleteMessageBatch take at most 10
+_RECEIVES_AT_ONCE = 5  # ReceiveMessage calls under way at once while a batch fills
 
 OUTCOMES = Counter("flow_engine_outcomes_total", "Postings handled by the engine", ["status", "code"])
 POISON = Counter("flow_engine_unparseable_messages_total", "Queue messages that are not valid postings")
@@ -54,20 +55,25 @@ class Consumer:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def _receive(self, wait_seconds: int) -> list[dict]:
+    async def _receive(self, wait_seconds: int, count: int) -> list[dict]:
         response = await self._sqs.receive_message(
-            QueueUrl=self._settings.queue_url, MaxNumberOfMessages=_SQS_BATCH_LIMIT, WaitTimeSeconds=wait_seconds,
+            QueueUrl=self._settings.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return response.get("Messages", [])
 
     async def gather_batch(self) -> list[dict]:
-        """Long-polls for the first messages, then takes what is already waiting, up to batch_size."""
-        messages = await self._receive(self._settings.wait_seconds)
-        while messages and len(messages) < self._settings.batch_size and not self._stopping.is_set():
-            more = await self._receive(0)
-            messages += more
-            if len(more) < _SQS_BATCH_LIMIT:
+        """Long-polls for the first messages, then takes what is already waiting, up to batch_size:
+        several calls at once (each takes at most 10), until one comes back short."""
+        size = self._settings.batch_size
+        messages = await self._receive(self._settings.wait_seconds, min(_SQS_BATCH_LIMIT, size))
+        while messages and len(messages) < size and not self._stopping.is_set():
+            room = size - len(messages)
+            counts = [min(_SQS_BATCH_LIMIT, room - n) for n in range(0, room, _SQS_BATCH_LIMIT)][:_RECEIVES_AT_ONCE]
+            replies = await asyncio.gather(*(self._receive(0, count) for count in counts))
+            for more in replies:
+                messages += more
+            if any(len(more) < count for more, count in zip(replies, counts)):
                 break
         return messages
 
@@ -117,7 +123,7 @@ class Consumer:
         started = time.perf_counter()
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._settings.db_retry_attempts),
-            wait=wait_exponential_jitter(0.05, 2),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2),
             retry=retry_if_exception(is_transient),
             before_sleep=lambda state: RETRIES.inc(),
             reraise=True,
@@ -130,15 +136,18 @@ class Consumer:
         return outcomes
 
     async def _entries(self, operation: str, handles: list[str], **extra) -> None:
-        """Deletes or re-shows messages, ten per call. A failure is harmless: the message comes back
-        and changes nothing the second time."""
+        """Deletes or re-shows messages, ten per call, the calls side by side. A failure is harmless:
+        the message comes back and changes nothing the second time."""
         call = getattr(self._sqs, operation)
-        for start in range(0, len(handles), _SQS_BATCH_LIMIT):
-            chunk = handles[start:start + _SQS_BATCH_LIMIT]
-            entries = [{"Id": str(n), "ReceiptHandle": h, **extra} for n, h in enumerate(chunk)]
+
+        async def chunk(start: int) -> None:
+            entries = [{"Id": str(n), "ReceiptHandle": h, **extra}
+                       for n, h in enumerate(handles[start:start + _SQS_BATCH_LIMIT])]
             response = await call(QueueUrl=self._settings.queue_url, Entries=entries)
             if response.get("Failed"):
                 _log.warning("%s: %d entries failed", operation, len(response["Failed"]))
+
+        await asyncio.gather(*(chunk(start) for start in range(0, len(handles), _SQS_BATCH_LIMIT)))
 
     async def check(self) -> None:
         await self._sqs.get_queue_attributes(QueueUrl=self._settings.queue_url, AttributeNames=["QueueArn"])

@@ -81,7 +81,7 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             # A lost connection (a failover, a password rotation ending sessions) is tried again at
             # once: the database work comes before anything is published, so a retry repeats nothing.
             async for attempt in AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(3),
-                                               wait=wait_exponential_jitter(0.05, 0.5), reraise=True):
+                                               wait=wait_exponential_jitter(multiplier=0.05, max=0.5), reraise=True):
                 with attempt:
                     return await app.state.intake.accept(items)
         except FlowError:
