@@ -15,8 +15,8 @@ from flow_kit.db import create_engine
 from flow_kit.posting import PostingMessage, fingerprint
 
 
-def message(id: uuid.UUID | None = None, amount: str = "1.00", at: datetime | None = None) -> PostingMessage:
-    at = at or datetime.now(UTC)
+def message(id: uuid.UUID | None = None, amount: str = "1.00") -> PostingMessage:
+    at = datetime.now(UTC)
     return PostingMessage(id=id or uuid.uuid4(), tracekey=uuid.uuid4(), branch="0008", account="000000001",
                           amount=Decimal(amount), debitcredit="C", eventcode=1, dateref=at.date(), acceptedat=at)
 
@@ -46,8 +46,8 @@ async def test_concurrent_requests_share_transactions_and_get_their_own_answers(
     assert await ledger.remember([before]) == {}
     assert db.transactions == 1
 
-    retried = message(id=before.id)  # the same posting sent again: its tracekey and time may differ
-    retried = retried.model_copy(update={"acceptedat": before.acceptedat + timedelta(seconds=5)})
+    # The same posting sent again: a client's retry may carry another tracekey, and is accepted later.
+    retried = message(id=before.id).model_copy(update={"acceptedat": before.acceptedat + timedelta(seconds=5)})
     fresh = [message() for _ in range(20)]
     twice = message()
     again = twice.model_copy(update={"tracekey": uuid.uuid4()})  # same id, same content, other request
