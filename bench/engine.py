@@ -9,10 +9,10 @@ for a uniform load over 10,000 accounts and for one hot account:
 then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and the engine's peak RSS;
 and where (b) and (c) spend CPU per posting: PostgreSQL's (the cluster's processes) and the engine's.
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s, and accept-to-callback
-latency at 70% of that rate.
+latency at 70% of that rate (and, with --e2e-rates, at fixed rates of single-posting requests).
 
     .venv/bin/python -m bench.engine [--postings 50000] [--processes 2] [--pollers 2] [--batch 500] [--repeat 3]
-                                     [--e2e N | --e2e-only]
+                                     [--e2e N | --e2e-only] [--e2e-rates 25,40]
 """
 
 import argparse
@@ -295,7 +295,7 @@ async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args
             "copy_server_cpu": statistics.median(copy_server_cpu)}
 
 
-async def end_to_end(count: int) -> dict:
+async def end_to_end(count: int, rates: list[float]) -> dict:
     """Postings through ingest's HTTP API, LocalStack and the engine, on one local stack: `count` one per
     request, then 5 x `count` in requests of 500 (`POST /v1/transactions/batch`). Each way twice: as
     fast as the clients can post (the sustained rate: postings/s reaching the callback), then paced at
@@ -322,6 +322,9 @@ async def end_to_end(count: int) -> dict:
                     paced = await _through_the_stack(stack, http, listener, generate(postings // 2, 10_000, seed + 1),
                                                      size, rate=0.7 * saturated["sustained"])
                     results[label] = {"saturated": saturated, "paced": paced}
+                results["fixed"] = {rate: await _through_the_stack(stack, http, listener,
+                                                                   generate(int(rate * 25), 10_000, int(rate)), 1, rate)
+                                    for rate in rates}  # 25 s at each rate
         return results
     finally:
         await asyncio.to_thread(stack.stop)
@@ -394,9 +397,12 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="engine and COPY runs per load (medians are printed)")
     parser.add_argument("--e2e", type=int, default=0, metavar="N", help="also N postings end to end through LocalStack")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end measurement")
+    parser.add_argument("--e2e-rates", default="", metavar="R,R",
+                        help="end to end, also single-posting requests paced at these postings/s (25 s each)")
     args = parser.parse_args()
+    args.e2e_rates = [float(rate) for rate in args.e2e_rates.split(",") if rate]
     if args.e2e_only:
-        await print_end_to_end(args.e2e or 3000)
+        await print_end_to_end(args.e2e or 3000, args.e2e_rates)
         return
 
     state = Path(tempfile.mkdtemp(prefix="flow-bench-pg-"))
@@ -437,11 +443,11 @@ async def main() -> None:
     print(f"(seed CTE measured for at most {SEED_SECONDS} s per load: {results['uniform']['seed_applied']} and "
           f"{results['hot']['seed_applied']} postings applied)")
     if args.e2e:
-        await print_end_to_end(args.e2e)
+        await print_end_to_end(args.e2e, args.e2e_rates)
 
 
-async def print_end_to_end(count: int) -> None:
-    results = await end_to_end(count)
+async def print_end_to_end(count: int, rates: list[float]) -> None:
+    results = await end_to_end(count, rates)
     print("\nend to end through LocalStack (ingest HTTP; accept = ingest's 202, callback = the outcome read "
           "from a queue subscribed to FlowCallback):")
     ways = {"single": "one posting per request, 32 concurrent clients",
@@ -455,6 +461,10 @@ async def print_end_to_end(count: int) -> None:
         print(f"    paced at {p['ingest_rate']:,.0f}/s, {p['count']} postings: accept-to-callback p50 "
               f"{p['p50']:,.0f} ms, p99 {p['p99']:,.0f} ms")
         print("    CPU ms per posting, saturated: " + ", ".join(f"{part} {ms:.2f}" for part, ms in s["cpu_ms"].items()))
+    for rate, r in results["fixed"].items():
+        print(f"  one posting per request paced at {rate:g}/s, {r['count']} postings: accept-to-callback p50 "
+              f"{r['p50']:,.0f} ms, p99 {r['p99']:,.0f} ms; CPU ms per posting: "
+              + ", ".join(f"{part} {ms:.2f}" for part, ms in r["cpu_ms"].items()))
 
 
 if __name__ == "__main__":
