@@ -63,10 +63,23 @@ async def test_each_rule_refuses_with_its_code_and_publishes_nothing(ingest_url,
     assert good["tracekey"] in seen and sent["tracekey"] not in seen
 
 
-async def test_a_body_that_is_not_a_posting_or_too_large_is_refused(ingest_url, http):
-    response = await http.post(f"{ingest_url}/v1/transactions", content=b"not json",
+@pytest.mark.parametrize("path", ["/v1/transactions", "/v1/transactions/batch"])
+async def test_a_body_that_is_not_json_says_where_it_breaks(ingest_url, http, path):
+    response = await http.post(f"{ingest_url}{path}", content=b'{"items": [{"branch": "0001"',
                                headers={"content-type": "application/json"})
-    assert response.status_code == 422 and response.json()["code"] == "R001"
+    assert response.status_code == 422
+    assert response.json() == {"code": "R019", "message": "request body is not valid JSON", "position": 28}
+
+
+async def test_a_body_that_is_not_a_posting_or_too_large_is_refused(ingest_url, http):
+    for content in (b"[1]", b'"text"', b""):
+        response = await http.post(f"{ingest_url}/v1/transactions", content=content,
+                                   headers={"content-type": "application/json"})
+        assert response.status_code == 422 and response.json() == {
+            "code": "R001", "message": "request body is not a valid posting"}, content  # no field to name
+    response = await http.post(f"{ingest_url}/v1/transactions", json={"branch": "0001"})
+    assert response.json()["code"] == "R003"  # the first missing field's code; every missing field named
+    assert response.json()["fields"] == ["account", "amount", "debitcredit", "eventcode", "dateref"]
     huge = json.dumps(body(description="x" * 70_000)).encode()
     response = await http.post(f"{ingest_url}/v1/transactions", content=huge, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["code"] == "R015"

@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -75,3 +76,8 @@ def test_codes_are_unique_and_stable():
     values = [c.value for c in Code]
     assert len(values) == len(set(values))
     assert Code.APPLIED.value == "R000" and Code.ID_REUSED.value == "R030"
+
+
+def test_every_code_is_in_the_readme_table():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert [c.value for c in Code if f"| {c.value} |" not in readme] == []

@@ -13,7 +13,7 @@ from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handle
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
 from flow_kit.db import create_database, is_transient, ping
-from flow_kit.errors import FlowError, error_body, install_error_handlers
+from flow_kit.errors import ErrorOut, FlowError, error_body, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
 from flow_kit.limits import BodySizeLimit
@@ -23,7 +23,7 @@ from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
 from .intake import POSTINGS, Intake, Verdict
 from .publisher import RequestPublisher
-from .schemas import Accepted, BatchIn, BatchItem, BatchOut, ErrorOut, EventIn, EventPatch
+from .schemas import Accepted, BatchIn, BatchItem, BatchOut, EventIn, EventPatch
 from .settings import IngestSettings
 
 __all__ = ["create_app"]

@@ -6,12 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flow_kit.posting import Text
 
-__all__ = ["Accepted", "BatchIn", "BatchItem", "BatchOut", "ErrorOut", "EventIn", "EventPatch"]
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
+__all__ = ["Accepted", "BatchIn", "BatchItem", "BatchOut", "EventIn", "EventPatch"]
 
 
 class Accepted(BaseModel):

@@ -38,6 +38,7 @@ class Code(str, Enum):
     INVALID_BATCH = ("R016", "a batch holds 1 to 1000 postings in items")
     INVALID_EVENT = ("R017", "event needs a description of 1 to 200 characters; flags are true or false")
     EVENT_EXISTS = ("R018", "an event with that code already exists")
+    INVALID_JSON = ("R019", "request body is not valid JSON")
     EVENT_NOT_FOUND = ("R020", "event does not exist")
     EVENT_INACTIVE = ("R021", "event is not active")
     EVENT_DISALLOWS_DEBIT = ("R022", "event does not allow debits")

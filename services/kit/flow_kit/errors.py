@@ -7,13 +7,23 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .codes import Code
 
-__all__ = ["FlowError", "error_body", "install_error_handlers"]
+__all__ = ["ErrorOut", "FlowError", "error_body", "install_error_handlers"]
 
 _log = logging.getLogger(__name__)
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (the API documents this shape)."""
+
+    code: str
+    message: str
+    fields: list[str] | None = None  # a refused request's offending fields, e.g. "amount", "items.3.dateref"
+    position: int | None = None  # where a body that is not JSON stops being JSON (character offset)
 
 
 class FlowError(Exception):
@@ -41,9 +51,13 @@ def install_error_handlers(app: FastAPI, validation_code: Callable | None = None
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        syntax = next((err for err in errors if err["type"] == "json_invalid"), None)
+        if syntax is not None:  # its loc is ("body", character offset), not a field
+            return JSONResponse(error_body(Code.INVALID_JSON, position=syntax["loc"][-1]), status_code=422)
         code = validation_code(request, errors) if validation_code else Code.INVALID_BODY
-        fields = [".".join(str(part) for part in err["loc"] if part != "body") for err in errors]
-        return JSONResponse(error_body(code, fields=fields), status_code=422)
+        # A field's path without the "body" prefix; the body as a whole (not an object, empty) has none.
+        fields = [path for err in errors if (path := ".".join(str(part) for part in err["loc"] if part != "body"))]
+        return JSONResponse(error_body(code, **({"fields": fields} if fields else {})), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Path, Query, Response
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_database
-from flow_kit.errors import FlowError, install_error_handlers
+from flow_kit.errors import ErrorOut, FlowError, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
 from flow_kit.posting import validation_code
@@ -22,8 +22,7 @@ from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OU
 from .reads import Reader
 from .render import model_answer, statement_answer
 from .replica import lag_check
-from .schemas import (BalanceAt, BalanceDay, BalanceDays, ErrorOut, EventList, Statement,
-                      TransactionList, TransactionOut)
+from .schemas import BalanceAt, BalanceDay, BalanceDays, EventList, Statement, TransactionList, TransactionOut
 from .settings import QuerySettings
 
 __all__ = ["create_app"]

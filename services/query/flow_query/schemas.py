@@ -9,13 +9,8 @@ from pydantic import BaseModel, Field
 
 from flow_kit.events import EventOut
 
-__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "ErrorOut", "EventList", "Statement", "StatementLine",
+__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "EventList", "Statement", "StatementLine",
            "TransactionList", "TransactionOut"]
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
 
 
 class TransactionOut(BaseModel):
