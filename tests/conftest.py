@@ -26,7 +26,7 @@ def stack() -> Stack:
         state_dir=state, pg_port=free_port(), replica_port=free_port(), localstack_port=free_port(),
         ingest_port=free_port(), query_port=free_port(), engine_port=free_port(), issuer_port=free_port(),
         fast=True, log_dir=state / "logs",
-        engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2"},
+        engine_settings={"WAIT_SECONDS": "1", "POLLERS": "2", "QUEUE_STATS_SECONDS": "1"},
         # short enough that a killed engine's messages come back quickly, and poison reaches the DLQ
         # (enough deliveries that a posting held by engines SIGKILLed again and again still applies).
         messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "10"},

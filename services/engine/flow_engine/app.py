@@ -1,5 +1,5 @@
-"""The engine process: queue pollers, the callback relay, partition upkeep, and a small HTTP server
-for health and metrics."""
+"""The engine process: queue pollers, the callback relay, partition upkeep, queue depth sampling,
+and a small HTTP server for health and metrics."""
 
 import asyncio
 import logging
@@ -14,6 +14,7 @@ from flow_kit.health import health_router
 
 from .callbacks import CallbackPublisher
 from .consumer import Consumer
+from .queue_depth import QueueDepth
 from .relay import CallbackRelay
 from .settings import EngineSettings
 
@@ -48,7 +49,9 @@ def create_app(settings: EngineSettings) -> FastAPI:
             consumer = Consumer(settings, db, sqs, on_commit=relay.nudge)
             app.state.checks = {"database": lambda: ping(db), "sqs": consumer.check, "sns": publisher.check}
             pollers = [asyncio.create_task(consumer.run(n)) for n in range(settings.pollers)]
-            helpers = [asyncio.create_task(relay.run()), asyncio.create_task(_keep_partitions(db))]
+            depth = QueueDepth(sqs, settings.queue_url, settings.queue_stats_seconds)
+            helpers = [asyncio.create_task(relay.run()), asyncio.create_task(_keep_partitions(db)),
+                       asyncio.create_task(depth.run())]
             try:
                 yield
             finally:

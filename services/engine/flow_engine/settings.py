@@ -17,6 +17,7 @@ class EngineSettings(DatabaseSettings):
     wait_seconds: int = Field(5, ge=0, le=20)  # SQS long-poll; also bounds how long a stop waits
     retroactive_days: int = Field(7, ge=0, le=366)
     db_retry_attempts: int = Field(5, ge=1)
+    queue_stats_seconds: float = Field(30, gt=0, le=3600)  # how often the queues' depth metrics are sampled
     database_pool_size: int = Field(4, ge=3)
 
     @model_validator(mode="after")
