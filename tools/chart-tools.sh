@@ -56,16 +56,16 @@ fi
 if [ ! -x "$STATE/bin/promtool" ]; then
   command -v apt-get >/dev/null || die "promtool comes from Debian's prometheus package here; put a promtool 2.x at $STATE/bin/promtool"
   say "installing promtool into .state/bin"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+  deb=$(mktemp -d)
+  if ! (cd "$deb" && apt-get download -q prometheus >/dev/null 2>&1); then
     [ "$(id -u)" = 0 ] || die "apt-get download prometheus failed; as root, 'apt-get update' first"
     apt-get update -q >/dev/null
-    (cd "$tmp" && apt-get download -q prometheus >/dev/null) || die "apt-get download prometheus failed"
+    (cd "$deb" && apt-get download -q prometheus >/dev/null) || die "apt-get download prometheus failed"
   fi
-  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
-  "$tmp/x/usr/bin/promtool" --version 2>&1 | grep -q "^promtool, version 2\." || die "the unpacked promtool is not 2.x"
-  mv "$tmp/x/usr/bin/promtool" "$STATE/bin/promtool"
+  dpkg-deb -x "$deb"/prometheus_*.deb "$deb/x"
+  "$deb/x/usr/bin/promtool" --version 2>&1 | grep -q "^promtool, version 2\." || die "the unpacked promtool is not 2.x"
+  mv "$deb/x/usr/bin/promtool" "$STATE/bin/promtool"
+  rm -rf "$deb"
 fi
 
 venv_sum=$(sha256sum tools/chart-tools.lock | cut -c1-16)
