@@ -1,7 +1,8 @@
-"""What the chart gives Prometheus: a ServiceMonitor for the three services' /metrics and a
-PrometheusRule with FLOW's alerts. The objects are checked against the Prometheus Operator's models,
-the rules with promtool (`check rules`, and the unit tests in tests/alerts.test.yaml), and every metric
-the rules name against what the services export."""
+"""What the chart gives Prometheus and Grafana: a ServiceMonitor for the three services' /metrics, a
+PrometheusRule with FLOW's alerts and a dashboard ConfigMap. The objects are checked against the
+Prometheus Operator's models, the rules with promtool (`check rules`, and the unit tests in
+tests/alerts.test.yaml), the dashboard's queries with promtool's parser, and every metric the rules and
+the dashboard name against what the services export (and the dashboard shows every one of them)."""
 
 import json
 import re
@@ -41,6 +42,7 @@ def rule_groups(*extra: str) -> dict:
 
 def test_monitoring_objects_are_made_only_when_asked():
     assert not [d for d in rendered("default-values.yaml") if d["kind"] in MONITORING_KINDS]
+    assert "flow-dashboard" not in by_kind(rendered("default-values.yaml"), "ConfigMap")
     docs = rendered(VALUES)
     [monitor] = by_kind(docs, "ServiceMonitor").values()
     [rule] = by_kind(docs, "PrometheusRule").values()
@@ -104,3 +106,59 @@ def test_the_alerts_name_only_metrics_flow_exports():
     named = {name for g in rule_groups()["groups"] for r in g["rules"]
              for name in re.findall(r"\b(flow_[a-z_]+)\b", r["expr"])}
     assert named and named <= exported, named - exported
+
+
+DASHBOARD = ROOT / "charts" / "flow" / "dashboards" / "flow.json"
+
+
+def _dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return variables + [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_the_dashboard_ships_in_a_configmap_for_grafanas_sidecar():
+    [configmap] = [d for d in rendered(VALUES) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "flow-dashboard"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Ledger"}
+    assert json.loads(configmap["data"]["flow.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_the_dashboards_panels_are_well_formed():
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells = set()
+    for p in panels:  # on the 24-column grid, no two panels overlap
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, p["title"]
+        cells |= mine
+        for target in p.get("targets", []):
+            assert target["datasource"]["uid"] == "${datasource}" and target["expr"], p["title"]
+
+
+def test_the_dashboards_queries_are_promql(tmp_path):
+    """promtool parses each query (Grafana's variables filled in) as a recording rule."""
+    queries = [q.replace("$namespace", "ledger").replace("$__rate_interval", "5m") for q in _dashboard_queries()]
+    queries = [q for q in queries if not q.startswith("label_values(")]  # Grafana's, not PromQL
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"flow:dashboard:{n}", "expr": q}
+                                                        for n, q in enumerate(queries)]}]}
+    (tmp_path / "rules.yaml").write_text(json.dumps(rules))
+    checked = run(PROMTOOL, "check", "rules", "rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0 and f"{len(queries)} rules found" in checked.stdout, checked.stdout + checked.stderr
+    # ...and the parser does refuse a broken query.
+    rules["groups"][0]["rules"][0]["expr"] = "sum(rate(flow_engine_outcomes_total[5m])"
+    (tmp_path / "rules.yaml").write_text(json.dumps(rules))
+    assert run(PROMTOOL, "check", "rules", "rules.yaml", cwd=tmp_path).returncode != 0
+
+
+def test_the_dashboard_shows_every_flow_metric_and_names_no_other():
+    exported = _exported_metric_names()
+    named = {name for q in _dashboard_queries() for name in re.findall(r"\b(flow_[a-z_]+)\b", q)}
+    assert named <= exported, named - exported
+    # Each metric family (a histogram through any of its series) appears somewhere.
+    families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in exported}
+    shown = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
+    assert families == shown, families - shown
