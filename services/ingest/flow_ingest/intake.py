@@ -22,6 +22,9 @@ __all__ = ["Intake", "Verdict"]
 
 _log = logging.getLogger(__name__)
 POSTINGS = Counter("flow_ingest_postings_total", "Postings received by ingest", ["result", "code"])
+# Shown at 0 from the start, so the first postings after a start count in rate() and increase().
+POSTINGS.labels("accepted", "")
+POSTINGS.labels("failed", Code.UNAVAILABLE.value)
 
 # The HTTP status a single posting's refusal gets.
 _STATUS = {Code.ID_REUSED: 409, Code.UNAVAILABLE: 503}
