@@ -14,12 +14,21 @@ import aioboto3
 import httpx
 import pytest
 
+from tests.otlp import OtlpReceiver
 from tools.devstack.processes import free_port
 from tools.devstack.stack import Stack, StackConfig, new_database
 
 
 @pytest.fixture(scope="session")
-def stack() -> Stack:
+def otlp() -> OtlpReceiver:
+    """Where the stack's services send their traces (test_tracing.py reads them)."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(otlp: OtlpReceiver) -> Stack:
     state = Path(tempfile.mkdtemp(prefix="flow-test-"))
     state.chmod(0o755)  # the postgres user must reach the cluster inside it
     config = StackConfig(
@@ -30,6 +39,7 @@ def stack() -> Stack:
         # short enough that a killed engine's messages come back quickly, and poison reaches the DLQ
         # (enough deliveries that a posting held by engines SIGKILLed again and again still applies).
         messaging_parameters={"VisibilityTimeoutSeconds": "10", "MaxReceiveCount": "10"},
+        service_env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"},
     )
     stack = Stack(config)
     stack.start()

@@ -22,7 +22,8 @@ KEDA_API = ["--api-versions", "keda.sh/v1alpha1"]
 CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
 SERVICES = ("ingest", "engine", "query")
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
-MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}  # the Prometheus Operator's; see test_monitoring.py
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
+TRACING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}  # flow_kit.tracing  # the Prometheus Operator's; see test_monitoring.py
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # user:password@ (or any user@) in a URL: never in a rendered manifest, whatever the mode.
 CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s\"'@]*@", re.I)
@@ -352,7 +353,8 @@ def test_the_services_accept_the_rendered_settings(values_file, monkeypatch):
         known = {prefix + f.upper() for f in settings.model_fields}
         if svc != "engine":
             known |= {"FLOW_AUTH_" + f.upper() for f in auth_settings.model_fields}
-        assert set(env) <= known, set(env) - known
+        assert {n for n in env if n.startswith("FLOW_")} <= known, set(env) - known
+        assert {n for n in env if not n.startswith("FLOW_")} <= TRACING_ENV
         for name in [n for n in os.environ if n.startswith("FLOW_")]:
             monkeypatch.delenv(name)
         for name, var in env.items():
@@ -553,3 +555,13 @@ def test_skaffold_builds_the_three_images_and_deploys_them_with_the_chart():
     aws = {p["path"].rsplit("/", 1)[1]: p["value"] for p in [p for p in config["profiles"] if p["name"] == "aws"][0]["patches"]}
     assert aws["auth.enabled"] == "true"
     assert (aws["auth.issuer"], aws["auth.audience"]) == ("{{.FLOW_AUTH_ISSUER}}", "{{.FLOW_AUTH_AUDIENCE}}")
+
+
+def test_traces_go_to_the_collector_only_when_one_is_given():
+    with_collector, without = rendered("monitoring-values.yaml"), rendered("default-values.yaml")
+    for svc in SERVICES:
+        env = service_env(with_collector, svc)
+        assert {n: env[n]["value"] for n in TRACING_ENV} == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+        assert not TRACING_ENV & set(service_env(without, svc))

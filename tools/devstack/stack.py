@@ -80,6 +80,7 @@ class StackConfig:
     engine_settings: dict[str, str] = field(default_factory=dict)
     retroactive_days: int = 7
     messaging_parameters: dict[str, str] = field(default_factory=dict)  # infra/cloudformation/messaging.yaml
+    service_env: dict[str, str] = field(default_factory=dict)  # more environment for every service (e.g. OTEL_*)
 
 
 class Stack:
@@ -173,7 +174,7 @@ class Stack:
     # -- services -------------------------------------------------------------------------------
     def service_env(self, service: str) -> dict[str, str]:
         c = self.config
-        env = {**os.environ, **local_aws_env(self.aws_endpoint)}
+        env = {**os.environ, **local_aws_env(self.aws_endpoint), **c.service_env}
         env.update({"FLOW_AUTH_ISSUER": self.issuer.issuer, "FLOW_AUTH_AUDIENCE": AUDIENCE})
         common = {"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": "us-east-1"}
         specific = {

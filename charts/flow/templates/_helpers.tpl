@@ -272,6 +272,7 @@ spec:
               containerPort: {{ $v.port }}
               protocol: TCP
           env: {{- .env | nindent 12 }}
+            {{- include "flow.tracingEnv" $root | trim | nindent 12 }}
           startupProbe:
             httpGet:
               path: /healthz
@@ -327,5 +328,19 @@ spec:
   maxUnavailable: {{ $v.pdb.maxUnavailable }}
   selector:
     matchLabels: {{- include "flow.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* OpenTelemetry traces (flow_kit.tracing): off unless an OTLP endpoint is given. */}}
+{{- define "flow.tracingEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $.Values.tracing.sampler | quote }}
+{{- with $.Values.tracing.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}

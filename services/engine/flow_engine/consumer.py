@@ -14,10 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from opentelemetry.trace import Link
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from flow_kit import tracing
 from flow_kit.codes import Code
 from flow_kit.db import is_transient
 from flow_kit.logs import tracekey_var
@@ -110,8 +112,11 @@ class Consumer:
             await self._entries("change_message_visibility_batch", poison, VisibilityTimeout=0)
         if not postings:
             return
+        started = time.time_ns()
         outcomes = await self._apply(postings)
         self._on_commit()
+        if tracing.enabled():
+            _trace(outcomes, started)
         for code, count in collections.Counter(outcome.code for outcome in outcomes).items():
             OUTCOMES.labels("applied" if code is Code.APPLIED else "rejected", code.value).inc(count)
         if _log.isEnabledFor(logging.INFO):
@@ -153,3 +158,17 @@ class Consumer:
 
     async def check(self) -> None:
         await self._sqs.get_queue_attributes(QueueUrl=self._settings.queue_url, AttributeNames=["QueueArn"])
+
+
+def _trace(outcomes: list[Outcome], started: int) -> None:
+    """A span for the batch, and one per posting in its tracekey's trace, linked to the batch's: from
+    the batch's start to its commit."""
+    committed = time.time_ns()
+    batch = tracing.tracer().start_span("flow.engine.batch", start_time=started,
+                                        attributes={"flow.batch.postings": len(outcomes)})
+    batch.end(end_time=committed)
+    link = [Link(batch.get_span_context())]
+    for outcome in outcomes:
+        tracing.record_posting_span("flow.engine.apply", outcome.tracekey, started, committed, {
+            "flow.tracekey": str(outcome.tracekey), "flow.posting.id": str(outcome.id), "flow.status": outcome.status,
+            "flow.code": outcome.code.value, "flow.batch.postings": len(outcomes)}, links=link)

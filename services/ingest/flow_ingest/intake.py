@@ -3,12 +3,14 @@ batch, each posting judged on its own."""
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from prometheus_client import Counter
 
+from flow_kit import tracing
 from flow_kit.codes import Code
 from flow_kit.logs import tracekey_var
 from flow_kit.posting import PostingIn, PostingMessage, check_dateref, fingerprint
@@ -72,6 +74,7 @@ class Intake:
 
     async def accept(self, items: list[PostingIn | Code]) -> list[Verdict]:
         """`items` are parsed postings, or the code an unparseable one got. One verdict per item."""
+        started = time.time_ns()
         acceptedat = datetime.now(UTC)
         verdicts: list[Verdict | None] = [None] * len(items)
         messages: dict[int, PostingMessage] = {}
@@ -123,4 +126,17 @@ class Intake:
             if verdict and verdict.status == "accepted" and n not in messages and verdict.id in first_of:
                 first = verdicts[first_of[verdict.id]]
                 verdicts[n] = first
+        if tracing.enabled():
+            _trace(verdicts, started)
         return [v.count() for v in verdicts]
+
+
+def _trace(verdicts: list[Verdict], started: int) -> None:
+    """A span per posting that carries a tracekey, in its tracekey's trace: what ingest answered."""
+    finished = time.time_ns()
+    for verdict in verdicts:
+        if verdict.tracekey is not None:
+            tracing.record_posting_span("flow.ingest.accept", verdict.tracekey, started, finished, {
+                "flow.tracekey": str(verdict.tracekey), "flow.posting.id": str(verdict.id or ""),
+                "flow.result": verdict.status, "flow.code": verdict.code.value if verdict.code else ""},
+                error=verdict.status == "failed")

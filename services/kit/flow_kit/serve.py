@@ -1,5 +1,5 @@
 """Starts a service: settings validated first (a bad one stops the process with a clear message),
-then JSON logging, then uvicorn."""
+then JSON logging and traces (when OTEL_* asks for them), then uvicorn."""
 
 import sys
 from collections.abc import Callable
@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from .logs import configure_logging
 from .settings import ServiceSettings
+from .tracing import configure_tracing, shutdown_tracing
 
 __all__ = ["load_settings", "serve"]
 
@@ -38,10 +39,14 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     settings = load_settings(service, settings_class)
     extra = [load_settings(service, cls) for cls in more_settings]
     configure_logging(service, settings.log_level)
-    uvicorn.run(
-        create_app(settings, *extra),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        timeout_graceful_shutdown=30,
-    )
+    configure_tracing(service)
+    try:
+        uvicorn.run(
+            create_app(settings, *extra),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        shutdown_tracing()

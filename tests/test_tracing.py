@@ -1,0 +1,82 @@
+"""Traces keyed on the tracekey: the stack's services export to an OTLP receiver (tests/otlp.py), and a
+posting's spans from ingest and from the engine land in the trace whose id is its tracekey."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flow_kit import tracing
+
+
+def posting(**change) -> dict:
+    return {"branch": "0008", "account": "000000001", "amount": "5.00", "debitcredit": "D", "eventcode": 1,
+            "dateref": datetime.now(UTC).date().isoformat(), "tracekey": str(uuid.uuid4()), **change}
+
+
+async def _spans(otlp, tracekey: str, names: set[str], timeout: float = 30) -> dict[str, dict]:
+    trace_id = uuid.UUID(tracekey).hex
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = {s["name"]: s for s in otlp.of_trace(trace_id)}
+        if names <= found.keys() or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.integration
+async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url, http, callbacks):
+    sent = posting()
+    answer = (await http.post(f"{ingest_url}/v1/transactions", json=sent)).json()
+    await callbacks.collect({sent["tracekey"]}, timeout=60)
+    spans = await _spans(otlp, sent["tracekey"], {"flow.ingest.accept", "flow.engine.apply"})
+
+    accepted = spans["flow.ingest.accept"]
+    assert accepted["service"] == "flow-ingest" and accepted["parent"] == ""  # the trace's root in ingest
+    assert accepted["attributes"] == {"flow.tracekey": sent["tracekey"], "flow.posting.id": answer["id"],
+                                      "flow.result": "accepted", "flow.code": ""}
+    applied = spans["flow.engine.apply"]
+    assert applied["service"] == "flow-engine"
+    assert applied["attributes"]["flow.posting.id"] == answer["id"]
+    assert (applied["attributes"]["flow.status"], applied["attributes"]["flow.code"]) == ("applied", "R000")
+    assert accepted["end"] <= applied["start"] < applied["end"]
+    # The posting's span links to its batch's span, which holds the batch's size.
+    [(batch_trace, batch_span)] = applied["links"]
+    deadline = asyncio.get_running_loop().time() + 10
+    while (batch := otlp.by_span_id(batch_span)) is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert batch["name"] == "flow.engine.batch" and batch["trace_id"] == batch_trace
+    assert batch["attributes"]["flow.batch.postings"] == applied["attributes"]["flow.batch.postings"] >= 1
+
+
+@pytest.mark.integration
+async def test_a_refused_posting_and_a_retry_are_traced_under_their_tracekeys(otlp, ingest_url, http, callbacks):
+    # Refused by a ledger rule (a body that is not a valid posting has no tracekey to trust: no span).
+    refused = posting(dateref=(datetime.now(UTC) - timedelta(days=30)).date().isoformat())
+    assert (await http.post(f"{ingest_url}/v1/transactions", json=refused)).json()["code"] == "R007"
+    spans = await _spans(otlp, refused["tracekey"], {"flow.ingest.accept"})
+    assert spans["flow.ingest.accept"]["attributes"]["flow.result"] == "rejected"
+    assert spans["flow.ingest.accept"]["attributes"]["flow.code"] == "R007"
+
+    # A retry with another tracekey is answered as the first time: its span joins the first tracekey's trace.
+    first = posting(id=str(uuid.uuid4()))
+    await http.post(f"{ingest_url}/v1/transactions", json=first)
+    retry = {**first, "tracekey": str(uuid.uuid4())}
+    assert (await http.post(f"{ingest_url}/v1/transactions", json=retry)).json()["tracekey"] == first["tracekey"]
+    await callbacks.collect({first["tracekey"]}, timeout=60)
+    trace_id = uuid.UUID(first["tracekey"]).hex
+    deadline = asyncio.get_running_loop().time() + 30
+    while len([s for s in otlp.of_trace(trace_id) if s["name"] == "flow.ingest.accept"]) < 2:
+        assert asyncio.get_running_loop().time() < deadline, otlp.of_trace(trace_id)
+        await asyncio.sleep(0.2)
+    assert otlp.of_trace(uuid.UUID(retry["tracekey"]).hex) == []
+
+
+def test_tracing_stays_off_without_an_endpoint(monkeypatch):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracing.configure_tracing("test") is False and not tracing.enabled()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert tracing.configure_tracing("test") is False and not tracing.enabled()
