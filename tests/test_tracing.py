@@ -1,5 +1,6 @@
 """Traces keyed on the tracekey: the stack's services export to an OTLP receiver (tests/otlp.py), and a
-posting's spans from ingest and from the engine land in the trace whose id is its tracekey."""
+posting's spans (ingest's answer, the engine's apply, its callback's publication) land in the trace
+whose id is its tracekey."""
 
 import asyncio
 import uuid
@@ -29,8 +30,8 @@ async def _spans(otlp, tracekey: str, names: set[str], timeout: float = 30) -> d
 async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url, http, callbacks):
     sent = posting()
     answer = (await http.post(f"{ingest_url}/v1/transactions", json=sent)).json()
-    await callbacks.collect({sent["tracekey"]}, timeout=60)
-    spans = await _spans(otlp, sent["tracekey"], {"flow.ingest.accept", "flow.engine.apply"})
+    [called_back, *_] = (await callbacks.collect({sent["tracekey"]}, timeout=60))[sent["tracekey"]]
+    spans = await _spans(otlp, sent["tracekey"], {"flow.ingest.accept", "flow.engine.apply", "flow.engine.callback"})
 
     accepted = spans["flow.ingest.accept"]
     assert accepted["service"] == "flow-ingest" and accepted["parent"] == ""  # the trace's root in ingest
@@ -41,6 +42,11 @@ async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url,
     assert applied["attributes"]["flow.posting.id"] == answer["id"]
     assert (applied["attributes"]["flow.status"], applied["attributes"]["flow.code"]) == ("applied", "R000")
     assert accepted["end"] <= applied["start"] < applied["end"]
+    # ...and the callback's publication, naming the message the listener received.
+    announced = spans["flow.engine.callback"]
+    assert announced["attributes"] == {"flow.tracekey": sent["tracekey"], "flow.posting.id": answer["id"],
+                                       "flow.code": "R000", "flow.messageid": called_back["messageid"]}
+    assert applied["end"] <= announced["end"]
     # The posting's span links to its batch's span, which holds the batch's size.
     [(batch_trace, batch_span)] = applied["links"]
     deadline = asyncio.get_running_loop().time() + 10

@@ -7,11 +7,14 @@ publish only means a later (possibly repeated) publish."""
 
 import asyncio
 import logging
+import time
+from uuid import UUID
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flow_kit import tracing
 from flow_kit.codes import Code
 
 from .callbacks import CallbackPublisher
@@ -70,7 +73,10 @@ class CallbackRelay:
             claimed = [(row.seq, [Outcome(*facts) for facts in zip(row.ids, row.tracekeys, map(Code, row.codes))])
                        for row in rows]
             flat = [outcome.callback() for _, outcomes in claimed for outcome in outcomes]
+            started = time.time_ns()
             accepted = await self._publisher.publish(flat)
+            if tracing.enabled():
+                _trace([flat[n] for n in sorted(accepted)], started)
             done, start = [], 0
             for seq, outcomes in claimed:
                 rest = [o for n, o in enumerate(outcomes, start) if n not in accepted]
@@ -109,3 +115,12 @@ class CallbackRelay:
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
                 except asyncio.TimeoutError:
                     pass
+
+
+def _trace(published: list[dict], started: int) -> None:
+    """A span per callback SNS accepted, in its posting's tracekey's trace."""
+    finished = time.time_ns()
+    for callback in published:
+        tracing.record_posting_span("flow.engine.callback", UUID(callback["tracekey"]), started, finished, {
+            "flow.tracekey": callback["tracekey"], "flow.posting.id": callback["id"], "flow.code": callback["code"],
+            "flow.messageid": callback["messageid"]})
