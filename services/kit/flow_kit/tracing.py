@@ -24,12 +24,12 @@ __all__ = ["configure_tracing", "enabled", "record_posting_span", "shutdown_trac
 
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer = trace.NoOpTracer()  # the SDK's once configured (getting one per span costs a third of it)
-_tracekey: UUID | None = None  # the trace the next root span belongs to; see posting_span
+_tracekey: UUID | None = None  # the trace the next root span belongs to; see record_posting_span
 _ROOT = context.Context()  # no parent: each posting's span starts its tracekey's trace
 
 
 class _TracekeyIds(RandomIdGenerator):
-    """Trace ids are tracekeys while posting_span makes a span; random otherwise."""
+    """Trace ids are tracekeys while record_posting_span makes a span; random otherwise."""
 
     def generate_trace_id(self) -> int:
         return _tracekey.int if _tracekey is not None else super().generate_trace_id()
