@@ -3,7 +3,7 @@
 The engine's spans for batches of 500 postings (flow_kit.tracing, as the consumer makes them), exported
 over OTLP/HTTP to a receiver in another process (tests/otlp.py), so this process's CPU is the SDK's
 making, batching and encoding of spans. Compared side by side, medians of --repeat runs: no tracing
-configured, and every posting traced.
+configured, every posting traced, and 1% of the tracekeys sampled (OTEL_TRACES_SAMPLER=traceidratio).
 
     .venv/bin/python -m bench.tracing [--postings 20000] [--repeat 3]
 """
@@ -60,11 +60,16 @@ def main() -> None:
         tracing.configure_tracing("bench")
         on = [cpu_per_posting(keys) for _ in range(args.repeat)]
         tracing.shutdown_tracing()
+        os.environ.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.01")
+        tracing.configure_tracing("bench")  # the sampler is read when the provider is made
+        sampled = [cpu_per_posting(keys) for _ in range(args.repeat)]
+        tracing.shutdown_tracing()
     finally:
         receiver.kill()
     print(f"\nCPU per posting, {args.postings} postings in batches of 500, medians of {args.repeat} runs:")
     print(f"  tracing off: {statistics.median(off):6.2f} µs")
     print(f"  every posting traced (span made, batched, encoded, sent over OTLP/HTTP): {statistics.median(on):6.1f} µs")
+    print(f"  1% of tracekeys sampled (traceidratio 0.01): {statistics.median(sampled):6.1f} µs")
 
 
 if __name__ == "__main__":
