@@ -15,27 +15,15 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.test_chart import (HELM, KUBE, MONITORING_KINDS, ROOT, STATE, VENV, by_kind, chart_tools,  # noqa: F401
-                              parse_yaml, rendered, run)
+from tests.test_chart import (HELM, KUBE, MONITORING_KINDS, ROOT, STATE, by_kind, chart_tools,  # noqa: F401
+                              model_check, parse_yaml, rendered, run)
 from tools.devstack.processes import free_port, spawn, stop, wait_until
 
 PROMTOOL = STATE / "bin" / "promtool"
 VALUES = "monitoring-values.yaml"
 
-OPERATOR_CHECK = r"""
-import json, sys
-from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
-models = {"PrometheusRule": PrometheusRule, "ServiceMonitor": ServiceMonitor}
-for doc in json.load(sys.stdin):
-    back = models[doc["kind"]].model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
-    # The models drop fields they do not know: only a lossless round trip proves there were none.
-    if back != doc:
-        sys.exit(f"{doc['kind']} has fields the Prometheus Operator does not know: {json.dumps(doc)}")
-"""
-
-
 def operator_check(docs) -> int:
-    return run(VENV / "python", "-c", OPERATOR_CHECK, input=json.dumps(list(docs))).returncode
+    return model_check("cloudcoil.models.prometheus_operator.v1", docs).returncode
 
 
 def rule_groups(*extra: str) -> dict:
