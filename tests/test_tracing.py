@@ -1,6 +1,6 @@
 """Traces keyed on the tracekey: the stack's services export to an OTLP receiver (tests/otlp.py), and a
-posting's spans (ingest's answer, the engine's apply, its callback's publication) land in the trace
-whose id is its tracekey."""
+posting's spans (ingest's answer, the engine's apply, its callback's publication, a client's reads)
+land in the trace whose id is its tracekey."""
 
 import asyncio
 import uuid
@@ -27,7 +27,7 @@ async def _spans(otlp, tracekey: str, names: set[str], timeout: float = 30) -> d
 
 
 @pytest.mark.integration
-async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url, http, callbacks):
+async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url, query_url, http, callbacks):
     sent = posting()
     answer = (await http.post(f"{ingest_url}/v1/transactions", json=sent)).json()
     [called_back, *_] = (await callbacks.collect({sent["tracekey"]}, timeout=60))[sent["tracekey"]]
@@ -47,6 +47,15 @@ async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url,
     assert announced["attributes"] == {"flow.tracekey": sent["tracekey"], "flow.posting.id": answer["id"],
                                        "flow.code": "R000", "flow.messageid": called_back["messageid"]}
     assert applied["end"] <= announced["end"]
+
+    # A client reading it, by id and by tracekey, shows in the same trace.
+    assert (await http.get(f"{query_url}/v1/transactions/{answer['id']}")).json()["status"] == "applied"
+    assert len((await http.get(f"{query_url}/v1/transactions", params={"tracekey": sent["tracekey"]})).json()["items"]) == 1
+    spans = await _spans(otlp, sent["tracekey"], {"flow.query.transaction", "flow.query.tracekey"})
+    assert spans["flow.query.transaction"]["service"] == "flow-query"
+    assert spans["flow.query.transaction"]["attributes"] == {
+        "flow.tracekey": sent["tracekey"], "flow.posting.id": answer["id"], "flow.status": "applied"}
+    assert spans["flow.query.tracekey"]["attributes"] == {"flow.tracekey": sent["tracekey"], "flow.found": 1}
     # The posting's span links to its batch's span, which holds the batch's size.
     [(batch_trace, batch_span)] = applied["links"]
     deadline = asyncio.get_running_loop().time() + 10

@@ -1,5 +1,6 @@
 """The query API: transactions, statements, daily and point-in-time balances, the event catalogue."""
 
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -8,6 +9,7 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Path, Query, Response
 
+from flow_kit import tracing
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_database
@@ -80,19 +82,29 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
     @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=can_read,
              summary="A posting by id: applied (with its content) or rejected (with its code)")
     async def get_transaction(id: UUID) -> Response:
+        started = time.time_ns()
         row = await app.state.reader.fetchrow(TRANSACTION_BY_ID, id)
         if row:
-            return model_answer(_applied(row))
-        outcome = await app.state.reader.fetchrow(OUTCOME_BY_ID, id)
-        if outcome is None:
-            raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
-        return model_answer(_rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"]))
+            answer = _applied(row)
+        else:
+            outcome = await app.state.reader.fetchrow(OUTCOME_BY_ID, id)
+            if outcome is None:
+                raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
+            answer = _rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"])
+        if tracing.enabled():  # a client read the posting: a span in its trace
+            tracing.record_posting_span("flow.query.transaction", answer.tracekey, started, time.time_ns(), {
+                "flow.tracekey": str(answer.tracekey), "flow.posting.id": str(id), "flow.status": answer.status})
+        return model_answer(answer)
 
     @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=can_read,
              summary="Every posting that carried a tracekey, applied or rejected (at most `limit`)")
     async def find_transactions(tracekey: UUID,
                                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        started = time.time_ns()
         rows = await app.state.reader.fetch(OUTCOMES_BY_TRACEKEY, tracekey, limit)
+        if tracing.enabled():
+            tracing.record_posting_span("flow.query.tracekey", tracekey, started, time.time_ns(), {
+                "flow.tracekey": str(tracekey), "flow.found": len(rows)})
         return model_answer(TransactionList(items=[
             _applied({k: v for k, v in row.items() if not k.startswith("outcome_") and k != "code"}) if row["id"]
             else _rejected(row["outcome_id"], row["outcome_tracekey"], row["code"], row["outcome_createdat"])
