@@ -22,6 +22,7 @@ from tools.devstack.processes import free_port, spawn, stop, wait_until
 PROMTOOL = STATE / "bin" / "promtool"
 VALUES = "monitoring-values.yaml"
 
+
 def operator_check(docs) -> int:
     return model_check("cloudcoil.models.prometheus_operator.v1", docs).returncode
 
