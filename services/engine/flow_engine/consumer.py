@@ -36,8 +36,11 @@ _SQS_BATCH_LIMIT = 10  # ReceiveMessage and DeleteMessageBatch take at most 10
 _RECEIVES_AT_ONCE = 5  # ReceiveMessage calls under way at once while a batch fills
 
 OUTCOMES = Counter("flow_engine_outcomes_total", "Postings handled by the engine", ["status", "code"])
-# Shown at 0 from the start, so the first batch after a start counts in rate() and increase().
+# Every series shown at 0 from the start, so the first batch after a start counts in rate() and increase().
 OUTCOMES.labels("applied", Code.APPLIED.value)
+for _code in (Code.DATEREF_TOO_OLD, Code.DATEREF_IN_FUTURE, Code.EVENT_NOT_FOUND, Code.EVENT_INACTIVE,
+              Code.EVENT_DISALLOWS_DEBIT, Code.EVENT_DISALLOWS_CREDIT, Code.ID_REUSED):
+    OUTCOMES.labels("rejected", _code.value)
 POISON = Counter("flow_engine_unparseable_messages_total", "Queue messages that are not valid postings")
 BATCH_SECONDS = Histogram("flow_engine_batch_seconds", "Time to apply one batch, commit included")
 BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch",

@@ -24,9 +24,13 @@ __all__ = ["Intake", "Verdict"]
 
 _log = logging.getLogger(__name__)
 POSTINGS = Counter("flow_ingest_postings_total", "Postings received by ingest", ["result", "code"])
-# Shown at 0 from the start, so the first postings after a start count in rate() and increase().
+# Every series shown at 0 from the start, so the first posting after a start counts in rate() and
+# increase(): accepted, failed, and refused with each code a posting can get (R001-R014, R020-R030).
 POSTINGS.labels("accepted", "")
 POSTINGS.labels("failed", Code.UNAVAILABLE.value)
+for _code in Code:
+    if "R001" <= _code.value <= "R014" or "R020" <= _code.value <= "R030":
+        POSTINGS.labels("rejected", _code.value)
 
 # The HTTP status a single posting's refusal gets.
 _STATUS = {Code.ID_REUSED: 409, Code.UNAVAILABLE: 503}
