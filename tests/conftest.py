@@ -119,8 +119,20 @@ class TopicListener:
         return seen
 
 
+def aws_session() -> aioboto3.Session:
+    """LocalStack's: any credentials do."""
+    return aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture
+async def sqs(stack: Stack):
+    """An SQS client on the stack's LocalStack."""
+    async with aws_session().client("sqs", endpoint_url=stack.aws_endpoint) as client:
+        yield client
+
+
 async def _listen(stack: Stack, topic_arn: str) -> AsyncIterator[TopicListener]:
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    session = aws_session()
     async with session.client("sqs", endpoint_url=stack.aws_endpoint) as sqs, \
             session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
         queue_url = (await sqs.create_queue(QueueName=f"test-{uuid.uuid4().hex[:12]}"))["QueueUrl"]

@@ -4,7 +4,6 @@ messages deleted."""
 
 import uuid
 
-import aioboto3
 import pytest
 from sqlalchemy import text
 
@@ -12,13 +11,6 @@ from flow_engine.consumer import Consumer
 from flow_engine.settings import EngineSettings
 from flow_kit.db import create_engine
 from tests.engine_helpers import posting
-
-
-@pytest.fixture
-async def sqs(stack):
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    async with session.client("sqs", endpoint_url=stack.aws_endpoint) as client:
-        yield client
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import aioboto3
 import pytest
 
 from flow_engine.reconcile import find_mismatches
 from flow_kit.db import create_engine
+from tests.conftest import aws_session
 from tests.engine_helpers import balance_rows, expected_rows, transaction_ids
 from tests.reference import Posted, ReferenceLedger
 from tools.devstack.processes import free_port
@@ -40,7 +40,7 @@ def _messages(branch: str, rng: random.Random) -> list[dict]:
 
 async def _publish_all(stack: Stack, messages: list[dict]) -> None:
     """What ingest does, ten at a time and in parallel, to put volume on the queue quickly."""
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    session = aws_session()
     async with session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
         chunks = [messages[n:n + 10] for n in range(0, len(messages), 10)]
         limit = asyncio.Semaphore(8)

@@ -4,25 +4,20 @@ and the partitions the transaction table needs."""
 import asyncio
 import uuid
 
-import aioboto3
 import pytest
 from sqlalchemy import text
 
 from flow_engine.callbacks import CallbackPublisher
 from flow_engine.relay import CallbackRelay
 from flow_kit.db import create_engine
-from tests.conftest import TopicListener
+from tests.conftest import TopicListener, aws_session
 from tests.engine_helpers import TODAY, apply, posting
-
-
-def _session():
-    return aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
 
 
 @pytest.mark.integration
 async def test_a_poison_message_ends_in_the_dlq_without_blocking_the_rest(stack, callbacks):
     good = posting(branch="0003")
-    async with _session().client("sqs", endpoint_url=stack.aws_endpoint) as sqs:
+    async with aws_session().client("sqs", endpoint_url=stack.aws_endpoint) as sqs:
         queue = stack.outputs["QueueUrl"]
         await sqs.send_message(QueueUrl=queue, MessageBody="{not json")
         await sqs.send_message(QueueUrl=queue, MessageBody=good.model_dump_json())
@@ -52,8 +47,8 @@ async def test_an_sns_outage_delays_callbacks_and_loses_none(stack, fresh_databa
     db = create_engine(fresh_database, 2)
     sent = [posting(account=f"{n:09d}") for n in range(25)] + [posting(eventcode=99)]
     await apply(db, sent)
-    async with _session().client("sns", endpoint_url=stack.aws_endpoint) as sns, \
-            _session().client("sqs", endpoint_url=stack.aws_endpoint) as sqs:
+    async with aws_session().client("sns", endpoint_url=stack.aws_endpoint) as sns, \
+            aws_session().client("sqs", endpoint_url=stack.aws_endpoint) as sqs:
         relay = CallbackRelay(db, CallbackPublisher(sns, topic_arn))
         assert await relay.relay_once() == (0, 26)  # SNS refuses: the topic is not there
         assert len(await _outbox(db)) == 26

@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import aioboto3
 import pytest
 
 from flow_ingest.publisher import RequestPublisher
 from flow_kit.posting import PostingMessage
+from tests.conftest import aws_session
 
 
 class CountingSns:
@@ -40,7 +40,7 @@ def message() -> PostingMessage:
 
 @pytest.fixture
 async def sns(stack):
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    session = aws_session()
     async with session.client("sns", endpoint_url=stack.aws_endpoint) as client:
         yield CountingSns(client)
 

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import aioboto3
 import asyncpg
 import pytest
 from pydantic import TypeAdapter
@@ -14,6 +13,7 @@ from pydantic import TypeAdapter
 from flow_kit.migrations import asyncpg_dsn
 from flow_query.queries import utc_text
 from flow_query.schemas import BalanceAt, Statement, TransactionOut
+from tests.conftest import aws_session
 
 TODAY = datetime.now(UTC).date()
 
@@ -41,7 +41,7 @@ async def test_a_posting_is_read_back_by_id_and_by_tracekey_applied_or_rejected(
     # A posting ingest accepted but the engine must refuse (the catalogue changed in between): event 2
     # takes no credits. Published the way ingest publishes.
     rejected = {**body(tracekey=tracekey, eventcode=2), "id": str(uuid.uuid4()), "acceptedat": datetime.now(UTC).isoformat()}
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    session = aws_session()
     async with session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
         await sns.publish(TopicArn=stack.outputs["RequestTopicArn"], Message=json.dumps(rejected))
     seen = await callbacks.collect({tracekey}, timeout=60)

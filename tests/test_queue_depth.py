@@ -6,7 +6,6 @@ import json
 import re
 import uuid
 
-import aioboto3
 import httpx
 import pytest
 
@@ -15,13 +14,6 @@ from flow_engine.queue_depth import QUEUE_MESSAGES, QueueDepth
 
 def _gauge(queue: str, state: str) -> float:
     return QUEUE_MESSAGES.labels(queue, state)._value.get()
-
-
-@pytest.fixture
-async def sqs(stack):
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    async with session.client("sqs", endpoint_url=stack.aws_endpoint) as client:
-        yield client
 
 
 async def _queue(sqs, name: str, **attributes: str) -> str:

@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aioboto3
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -20,6 +19,7 @@ from flow_kit.db import create_database, create_engine
 from flow_kit.migrations import asyncpg_dsn
 from flow_kit.secrets import Credentials, DatabaseCredentials
 from flow_kit.settings import DatabaseSettings
+from tests.conftest import aws_session
 from tests.engine_helpers import apply, posting
 from tools.devstack.approle import APP_ROLE, PRIMARY_SECRET, REPLICA_SECRET, grant_sql, login_sql, new_password
 
@@ -35,7 +35,7 @@ def _local_aws(monkeypatch, stack):
 
 @pytest.fixture
 async def secretsmanager(stack):
-    session = aioboto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    session = aws_session()
     async with session.client("secretsmanager", endpoint_url=stack.aws_endpoint) as client:
         yield client
 
