@@ -131,7 +131,8 @@ async def sqs(stack: Stack):
         yield client
 
 
-async def _listen(stack: Stack, topic_arn: str) -> AsyncIterator[TopicListener]:
+async def listen(stack: Stack, topic_arn: str) -> AsyncIterator[TopicListener]:
+    """A TopicListener on one of `stack`'s topics, for as long as the `async for` lasts."""
     session = aws_session()
     async with session.client("sqs", endpoint_url=stack.aws_endpoint) as sqs, \
             session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
@@ -148,13 +149,13 @@ async def _listen(stack: Stack, topic_arn: str) -> AsyncIterator[TopicListener]:
 
 @pytest.fixture
 async def callbacks(stack: Stack) -> AsyncIterator[TopicListener]:
-    async for listener in _listen(stack, stack.outputs["CallbackTopicArn"]):
+    async for listener in listen(stack, stack.outputs["CallbackTopicArn"]):
         yield listener
 
 
 @pytest.fixture
 async def requests_topic(stack: Stack) -> AsyncIterator[TopicListener]:
-    async for listener in _listen(stack, stack.outputs["RequestTopicArn"]):
+    async for listener in listen(stack, stack.outputs["RequestTopicArn"]):
         yield listener
 
 

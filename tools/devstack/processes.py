@@ -3,6 +3,7 @@
 import ctypes
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -78,9 +79,17 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range: a port the kernel handed out could be taken
+    again, as the local end of some outgoing connection, before the service binds it."""
+    low = max(int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]), 20001)
+    while True:
+        port = random.randrange(20000, low)
+        if port not in _given and port_is_free(port, host):
+            _given.add(port)  # never the same twice in one process, though not yet bound
+            return port
+
+
+_given: set[int] = set()
 
 
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:

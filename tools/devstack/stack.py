@@ -18,6 +18,7 @@ import boto3
 from flow_kit.migrations import apply_migrations
 
 from .approle import APP_ROLE, PRIMARY_SECRET, REPLICA_SECRET, grant_sql, login_sql, new_password, put_secret
+from .images import IMAGE_TAG, ChartPods, ImageRunner, merge_values
 from .issuer import DevIssuer
 from .localstack import LocalStack
 from .messaging import deploy_messaging, local_aws_env
@@ -81,6 +82,10 @@ class StackConfig:
     retroactive_days: int = 7
     messaging_parameters: dict[str, str] = field(default_factory=dict)  # infra/cloudformation/messaging.yaml
     service_env: dict[str, str] = field(default_factory=dict)  # more environment for every service (e.g. OTEL_*)
+    # Run the services and the migrations from the built images (tools/images.sh), configured by the
+    # chart (tools/devstack/images.py) with chart_values on top of the stack's own; needs the replica.
+    images: bool = False
+    chart_values: dict = field(default_factory=dict)
 
 
 class Stack:
@@ -93,6 +98,7 @@ class Stack:
         self.outputs: dict[str, str] = {}
         self.services: dict[str, subprocess.Popen] = {}
         self.engines: list[subprocess.Popen] = []
+        self.images: ImageRunner | None = None
 
     # -- infrastructure -------------------------------------------------------------------------
     @property
@@ -129,6 +135,12 @@ class Stack:
         self.localstack.start()
         self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml",
                                         self.config.messaging_parameters)
+        if self.config.images:
+            if not self.replica:
+                raise RuntimeError("the services run from images only on the stack's own PostgreSQL")
+            # The Kubernetes Secret the migration Job reads: the primary's URL, as its owner.
+            pods = ChartPods(self._chart_values(), {"flow-database": {"primary-url": self.database_url}})
+            self.images = ImageRunner(pods, local_aws_env(self.aws_endpoint))
         asyncio.run(self._prepare_database())
         if self.replica:
             self.wait_for_replica()
@@ -138,7 +150,10 @@ class Stack:
 
         from flow_kit.migrations import asyncpg_dsn
 
-        await apply_migrations(self.database_url, ROOT / "sql")
+        if self.images:
+            _log.info("%s", self.images.migrate("flow-migrate").strip())
+        else:
+            await apply_migrations(self.database_url, ROOT / "sql")
         conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
         try:
             await conn.execute(DEMO_EVENTS)
@@ -171,6 +186,27 @@ class Stack:
         return {"DATABASE_URL": f"postgresql+asyncpg://127.0.0.1:{port}/flow",
                 "DATABASE_SECRET_ID": REPLICA_SECRET if replica else PRIMARY_SECRET}
 
+    def _chart_values(self) -> dict:
+        """Chart values for this stack (the images mode): what a platform team would set for theirs."""
+        c = self.config
+
+        def image(service: str) -> dict:
+            return {"repository": f"localhost/flow-{service}", "tag": IMAGE_TAG, "pullPolicy": "Never"}
+
+        return merge_values({
+            "ingest": {"image": image("ingest"), "port": c.ingest_port, "retroactiveDays": c.retroactive_days},
+            "engine": {"image": image("engine"), "port": c.engine_port, "retroactiveDays": c.retroactive_days},
+            "query": {"image": image("query"), "port": c.query_port},
+            "database": {"mode": "secretsManager", "secretName": "flow-database",
+                         "primaryUrl": f"postgresql+asyncpg://127.0.0.1:{self.postgres.port}/flow",
+                         "replicaUrl": f"postgresql+asyncpg://127.0.0.1:{self.replica.port}/flow",
+                         "primarySecretId": PRIMARY_SECRET, "replicaSecretId": REPLICA_SECRET},
+            "messaging": {"requestTopicArn": self.outputs["RequestTopicArn"],
+                          "callbackTopicArn": self.outputs["CallbackTopicArn"], "queueUrl": self.outputs["QueueUrl"]},
+            "aws": {"region": "us-east-1", "endpointUrl": self.aws_endpoint},
+            "auth": {"enabled": True, "issuer": self.issuer.issuer, "audience": AUDIENCE},
+        }, c.chart_values)
+
     # -- services -------------------------------------------------------------------------------
     def service_env(self, service: str) -> dict[str, str]:
         c = self.config
@@ -193,9 +229,14 @@ class Stack:
 
     def _spawn_service(self, service: str, port: int, name: str) -> subprocess.Popen:
         log = self.config.log_dir / f"{name}.log" if self.config.log_dir else None
-        env = self.service_env(service)
-        env[f"FLOW_{service.upper()}_HTTP_PORT"] = str(port)
-        proc = spawn([sys.executable, "-m", f"flow_{service}"], log=log, env=env, cwd=ROOT)
+        if self.images:
+            if port != getattr(self.config, f"{service}_port"):
+                raise ValueError("from images, a service listens on the port the chart gives it")
+            proc = self.images.spawn(service, f"flow-{name}", log)
+        else:
+            env = self.service_env(service)
+            env[f"FLOW_{service.upper()}_HTTP_PORT"] = str(port)
+            proc = spawn([sys.executable, "-m", f"flow_{service}"], log=log, env=env, cwd=ROOT)
         wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), 60, f"{name}", proc, log)
         return proc
 
@@ -261,6 +302,8 @@ class Stack:
         self.engines.clear()
         for name in list(self.services):
             stop(self.services.pop(name))
+        if self.images:
+            self.images.remove_all()
         if self.localstack:
             self.localstack.stop()
         if self.replica:

@@ -1,7 +1,9 @@
 """Starts a service: settings validated first (a bad one stops the process with a clear message),
-then JSON logging and traces (when OTEL_* asks for them), then uvicorn."""
+then JSON logging and traces (when OTEL_* asks for them), then uvicorn. With the argument `health` it
+asks the service running beside it for /healthz instead (the container image's HEALTHCHECK)."""
 
 import sys
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,7 +16,7 @@ from .logs import configure_logging
 from .settings import ServiceSettings
 from .tracing import configure_tracing, shutdown_tracing
 
-__all__ = ["load_settings", "serve"]
+__all__ = ["load_settings", "probe", "serve"]
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -37,6 +39,8 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     """`more_settings` are further settings classes (e.g. AuthSettings) handed to create_app after
     the service's own, validated the same way."""
     settings = load_settings(service, settings_class)
+    if sys.argv[1:] == ["health"]:
+        sys.exit(probe(settings))
     extra = [load_settings(service, cls) for cls in more_settings]
     configure_logging(service, settings.log_level)
     configure_tracing(service)
@@ -50,3 +54,14 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
         )
     finally:
         shutdown_tracing()
+
+
+def probe(settings: ServiceSettings) -> int:
+    """0 when the service on this host answers /healthz, 1 otherwise (exit statuses, as HEALTHCHECK wants)."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{settings.http_port}/healthz", timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except OSError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
