@@ -1,16 +1,27 @@
 # FLOW: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run test setup lock clean
+.PHONY: run test setup images lock clean
 
 PY := .venv/bin/python
 
 setup:
 	@bash tools/bootstrap.sh
 
+# `make run IMAGES=1` runs the three services (and the migrations) from the images instead of the venv.
 run: setup
+ifdef IMAGES
+	@bash tools/chart-tools.sh
+	@bash tools/images.sh
+	@FLOW_DEV_IMAGES=1 exec $(PY) -m tools.devstack
+else
 	@exec $(PY) -m tools.devstack
+endif
 
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# flow-ingest, flow-engine and flow-query, built with buildah (installed as root on Debian/Ubuntu).
+images: setup
+	@bash tools/images.sh
 
 # Re-resolve the app's dependencies after changing a pyproject.toml: requirements.lock is what the
 # services run with (the images install it), requirements-dev.lock adds the test tools.
@@ -21,4 +32,5 @@ lock: setup
 	$(EXPORT) --group dev -o requirements-dev.lock
 
 clean:
+	bash tools/images.sh clean
 	rm -rf .state .venv

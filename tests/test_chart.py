@@ -383,7 +383,7 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_engine_im
     assert c["args"] == ["--database-url", "$(FLOW_DATABASE_URL)", "--sql-dir", "/app/sql"]
     # A pre-install hook runs before the chart's own ServiceAccount exists.
     assert "serviceAccountName" not in spec
-    assert "COPY sql /app/sql" in (ROOT / "services" / "engine" / "Dockerfile").read_text()
+    assert "COPY sql /app/sql" in dockerfile_targets()["engine"]
 
 
 def test_reconciliation_is_an_optional_cron_job():
@@ -501,18 +501,30 @@ def test_messaging_template_passes_cfn_lint():
     assert done.returncode in (0, 4), done.stdout + done.stderr  # 4: warnings only
 
 
+def dockerfile_targets() -> dict[str, str]:
+    """services/Dockerfile's text by stage name (`FROM ... AS name`)."""
+    stages = re.split(r"^(?=FROM )", (ROOT / "services" / "Dockerfile").read_text(), flags=re.M)
+    return {re.match(r"FROM \S+ AS (\w+)", s)[1]: s for s in stages if s.startswith("FROM ")}
+
+
 @pytest.mark.parametrize("svc", SERVICES)
-def test_dockerfiles_install_the_locked_dependencies_and_run_unprivileged(svc):
-    text = (ROOT / "services" / svc / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
-    assert re.search(r"pip install .*--require-hashes.* -r requirements\.lock", text)
-    assert f"pip install --no-deps services/kit services/{svc}" in text
-    [user] = re.findall(r"^USER (\S+)", text, re.M)
+def test_the_dockerfile_installs_the_locked_dependencies_offline_and_runs_unprivileged(svc):
+    stages = dockerfile_targets()
+    assert re.search(r"^ARG BASE=\S+", (ROOT / "services" / "Dockerfile").read_text(), re.M)
+    build, runtime, target = stages["build"], stages["runtime"], stages[svc]
+    assert build.startswith("FROM ${BASE} AS build") and runtime.startswith("FROM ${BASE} AS runtime")
+    assert target.startswith(f"FROM runtime AS {svc}")
+    assert "PIP_NO_INDEX=1" in build  # every wheel from the context: no network in the build
+    assert re.search(r"pip .*install --require-hashes --only-binary=:all: -r /src/requirements\.lock", build)
+    assert "COPY --from=build /opt/venv /opt/venv\nCOPY --from=build /opt/flow /opt/flow" in runtime
+    [user] = re.findall(r"^USER (\S+)", runtime, re.M)
     assert all(part.isdigit() and int(part) > 0 for part in user.split(":"))
-    [cmd] = re.findall(r"^CMD (.+)$", text, re.M)
-    assert json.loads(cmd) == ["python", "-m", f"flow_{svc}"]  # exec form, not shell form
+    [cmd] = re.findall(r"^CMD (.+)$", target, re.M)
+    assert json.loads(cmd) == [f"flow-{svc}"]  # exec form, not shell form
+    [health] = re.findall(r"^HEALTHCHECK .* CMD (.+)$", target, re.M)
+    assert json.loads(health) == [f"flow-{svc}", "health"]
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".state", ".venv", ".git", "tests", "bench"} <= set(ignored)
+    assert {".state", "!.state/images/wheels", ".venv", ".git", "tests", "bench"} <= set(ignored)
     assert any("__pycache__" in line for line in ignored)
 
 
@@ -520,11 +532,15 @@ def test_skaffold_builds_the_three_images_and_deploys_them_with_the_chart():
     [config] = parse_yaml((ROOT / "skaffold.yaml").read_text())
     assert config["apiVersion"].startswith("skaffold/v4") and config["kind"] == "Config"
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {f"flow-{s}" for s in SERVICES}
+    assert set(artifacts) == {"flow-base"} | {f"flow-{s}" for s in SERVICES}
+    assert (ROOT / artifacts["flow-base"]["docker"]["dockerfile"]) == ROOT / "services" / "base.Dockerfile"
     for svc in SERVICES:
         artifact = artifacts[f"flow-{svc}"]
         assert artifact["context"] == "."
-        assert (ROOT / artifact["docker"]["dockerfile"]) == ROOT / "services" / svc / "Dockerfile"
+        assert (ROOT / artifact["docker"]["dockerfile"]) == ROOT / "services" / "Dockerfile"
+        assert artifact["docker"]["target"] == svc
+        assert artifact["requires"] == [{"image": "flow-base", "alias": "BASE"}]
+        assert artifact["hooks"]["before"] == [{"command": ["bash", "tools/images.sh", "wheels"]}]
     [release] = config["deploy"]["helm"]["releases"]
     assert (ROOT / release["chartPath"]).resolve() == CHART
     templates = release["setValueTemplates"]

@@ -76,12 +76,14 @@ build_base() {
     return
   fi
   say "making the base $BASE from Debian bookworm's packages (mmdebstrap, about a minute)"
+  local started=$SECONDS
   mkdir -p "$IMAGES"
   rm -f "$IMAGES/base.tar"
   mmdebstrap --quiet "${opts[@]}" bookworm "$IMAGES/base.tar"
   podman import --quiet --change 'ENV LANG=C.UTF-8' --change "LABEL org.flow.base-inputs=$sum" \
     --change 'CMD ["/bin/bash"]' "$IMAGES/base.tar" "$BASE" >/dev/null
   rm -f "$IMAGES/base.tar"
+  say "made the base in $((SECONDS - started)) s"
 }
 
 # Every wheel the build installs, fetched here (outside the build) and checked against the locks.
@@ -91,24 +93,27 @@ prepare_wheels() {
   stamp_ok "$IMAGES/wheels/.stamp" "$sum" && return
   [ -x "$STATE/uv/bin/python" ] || die "$STATE/uv is missing: run 'bash tools/bootstrap.sh' (or 'make setup') first"
   say "downloading the locked wheels into .state/images/wheels"
+  local started=$SECONDS
   rm -rf "$IMAGES/wheels"
   mkdir -p "$IMAGES/wheels"
   # Linux x86_64 wheels for CPython 3.11, whatever machine prepares them.
   "$STATE/uv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
     --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
-    -r requirements.lock -r tools/image-build.lock -d "$IMAGES/wheels"
+    -r requirements.lock -r tools/image-build.lock -d "$IMAGES/wheels" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$sum" > "$IMAGES/wheels/.stamp"
+  say "downloaded the wheels in $((SECONDS - started)) s"
 }
 
 build_images() {
   local svc started
   for svc in "${SERVICES[@]}"; do
-    started=$(date +%s)
+    started=$SECONDS
     # docker format keeps HEALTHCHECK; no network: everything comes from the context.
     buildah bud --quiet --format docker --layers --pull=never --network=none \
       --build-arg "BASE=$BASE" --target "$svc" -f services/Dockerfile -t "flow-$svc:$TAG" . >/dev/null
-    say "built flow-$svc:$TAG in $(( $(date +%s) - started )) s"
+    say "built flow-$svc:$TAG in $((SECONDS - started)) s"
   done
   for svc in "${SERVICES[@]}"; do
     podman image inspect --format "flow-$svc:$TAG  {{.Size}} bytes  {{.Digest}}  id {{.Id}}" "flow-$svc:$TAG" |

@@ -8,10 +8,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .images import IMAGE_TAG
 from .stack import ROOT, Stack, StackConfig
 
 BANNER = """
-FLOW is running.
+FLOW is running{mode}.
   ingest   {ingest}/docs      POST /v1/transactions
   query    {query}/docs      GET  /v1/transactions/{{id}}, /v1/accounts/{{branch}}/{{account}}/statement|balances
   engine   {engine}/metrics
@@ -52,6 +53,7 @@ def main() -> int:
         issuer_port=_int_env("FLOW_DEV_ISSUER_PORT", 8004),
         database_url=os.environ.get("FLOW_DEV_DATABASE_URL") or None,
         retroactive_days=_int_env("FLOW_RETROACTIVE_DAYS", 7),
+        images=bool(os.environ.get("FLOW_DEV_IMAGES")),  # make run IMAGES=1
     )
     stopping = False
 
@@ -67,7 +69,8 @@ def main() -> int:
     except Exception as exc:
         print(f"devstack: could not start: {exc}", file=sys.stderr)
         return 1
-    print(BANNER.format(ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
+    mode = f" (services from the images flow-ingest, flow-engine, flow-query:{IMAGE_TAG})" if config.images else ""
+    print(BANNER.format(mode=mode, ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
                         engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url,
                         replica=stack.replica_url or "none (FLOW_DEV_DATABASE_URL is set)", issuer=stack.issuer.url,
                         aws=stack.aws_endpoint, today=datetime.now(UTC).date().isoformat()), flush=True)

@@ -75,7 +75,7 @@ class ChartPods:
         security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         args = ["--network=host", f"--user={security['runAsUser']}:{security['runAsGroup']}",
                 f"--stop-timeout={pod.get('terminationGracePeriodSeconds', 30)}",
-                # No systemd timers here: the image's HEALTHCHECK is run on demand (podman healthcheck run).
+                # No systemd timers here: the image's HEALTHCHECK runs on demand (podman healthcheck run).
                 "--health-interval=disable"]
         if security.get("readOnlyRootFilesystem"):
             args += ["--read-only", "--read-only-tmpfs=false"]
@@ -114,7 +114,9 @@ class ImageRunner:
         if host in self.pods.env(self.pods.pods[component]["containers"][0]):
             extra[host] = "127.0.0.1"  # the host's network: loopback only
         self.names.append(name)
-        return ["podman", "run", "--rm", f"--name={name}", *self.pods.podman_args(component, extra)]
+        # Errors still print at this level; it silences podman's complaint that no systemd is there to
+        # schedule the HEALTHCHECK (run on demand instead).
+        return ["podman", "--log-level=fatal", "run", "--rm", f"--name={name}", *self.pods.podman_args(component, extra)]
 
     def migrate(self, name: str) -> str:
         """Runs the chart's migration Job (the engine image's flow-migrate) to completion; its output."""
