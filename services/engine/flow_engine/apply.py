@@ -14,6 +14,10 @@ as columns (see _POSTINGS). Per batch:
    continue from the row before. A statement of its own, so its snapshot sees every batch that held
    the locks before.
 Everything commits together: no effect without its callback, no callback without its effect.
+
+The ledger's limits are constraints the day rows carry (sql/0006); a batch that breaks one fails
+whole, and the consumer isolates the posting that did (see consumer.py), which is then recorded as
+rejected with the rule's code (`refuse`) instead of applied.
 """
 
 import hashlib
@@ -30,7 +34,17 @@ from flow_kit.posting import check_dateref, fingerprint
 from .message import Posting
 from .outcome import Outcome
 
-__all__ = ["account_lock_key", "apply_batch"]
+__all__ = ["LEDGER_RULES", "account_lock_key", "apply_batch", "ledger_rule"]
+
+# The database constraints that are ledger rules, and the rejection each gives a posting that breaks it.
+LEDGER_RULES = {"balance_within_ledger_limit": Code.BALANCE_LIMIT}
+
+
+def ledger_rule(exc: BaseException) -> Code | None:
+    """The rejection code when `exc` is the database refusing a batch for one of the ledger's rules."""
+    cause = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error,
+    cause = getattr(cause, "__cause__", None) or cause  # which wraps asyncpg's, which names the constraint
+    return LEDGER_RULES.get(getattr(cause, "constraint_name", None))
 
 _EVENTS = text(
     "SELECT code, active, allowdebit, allowcredit FROM flow.event WHERE code = ANY(CAST(:codes AS int[]))"
@@ -197,8 +211,10 @@ def _canonical_details(postings: list[Posting]) -> list[str | None]:
     return [None if p.details is None else _CANONICAL(p.details) for p in postings]
 
 
-async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int) -> list[Outcome]:
+async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int,
+                      refuse: Code | None = None) -> list[Outcome]:
     """Applies `postings` inside the caller's transaction; returns one outcome per posting, in order.
+    With `refuse` (a ledger rule's code), what would be applied is recorded as rejected with it.
 
     The caller commits; nothing here is visible to others, nor announced, until then.
     """
@@ -207,6 +223,8 @@ async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_day
     rows = await conn.execute(_EVENTS, {"codes": sorted({p.eventcode for p in postings})})
     events = {r.code: (r.active, r.allowdebit, r.allowcredit) for r in rows}
     codes = [_judge(p, events, window_days) for p in postings]
+    if refuse:
+        codes = [refuse if code is Code.APPLIED else code for code in codes]
 
     recorded = (await conn.execute(_RECORD, {
         **_columns(postings), "details": _canonical_details(postings), "code": _SEP.join(c.value for c in codes),

@@ -6,6 +6,17 @@ Anything that fails before the commit returns through the visibility timeout, an
 table makes the second delivery change nothing; a crash after the commit and before the delete
 gives the same. A message that cannot be parsed is never deleted: it is made visible again at once
 and SQS moves it to the dead-letter queue after maxReceiveCount, without holding up the rest.
+
+Every posting is decided, none is stuck behind another:
+- a batch the database refuses (after retries of what is transient) is applied in halves, down to
+  single postings, so every good posting is applied at once; a posting refused alone for a ledger
+  rule (apply.LEDGER_RULES) is rejected with its code; refused alone for any other reason (an
+  overflow nobody foresaw, a missing partition, a permission lost in a bad migration) it is held:
+  sent to the queue again, delayed by hold_seconds, and its delivery deleted, so it is tried again and
+  again without nearing the dead-letter queue, counted (flow_engine_held_postings_total, an alert)
+  and logged with R091 and its id until the cause is fixed;
+- while the database is unreachable the pollers take no messages (they wait for it), so an outage of
+  any length costs a queued posting at most one delivery, never its place in the queue.
 """
 
 import asyncio
@@ -21,10 +32,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from flow_kit import tracing
 from flow_kit.codes import Code
-from flow_kit.db import is_transient
+from flow_kit.db import is_transient, ping
 from flow_kit.logs import tracekey_var
 
-from .apply import apply_batch
+from .apply import LEDGER_RULES, apply_batch, ledger_rule
 from .message import DecodeError, Posting, decode
 from .outcome import Outcome
 from .settings import EngineSettings
@@ -39,7 +50,7 @@ OUTCOMES = Counter("flow_engine_outcomes_total", "Postings handled by the engine
 # Every series shown at 0 from the start, so the first batch after a start counts in rate() and increase().
 OUTCOMES.labels("applied", Code.APPLIED.value)
 for _code in (Code.DATEREF_TOO_OLD, Code.DATEREF_IN_FUTURE, Code.EVENT_NOT_FOUND, Code.EVENT_INACTIVE,
-              Code.EVENT_DISALLOWS_DEBIT, Code.EVENT_DISALLOWS_CREDIT, Code.ID_REUSED):
+              Code.EVENT_DISALLOWS_DEBIT, Code.EVENT_DISALLOWS_CREDIT, Code.ID_REUSED, *LEDGER_RULES.values()):
     OUTCOMES.labels("rejected", _code.value)
 POISON = Counter("flow_engine_unparseable_messages_total", "Queue messages that are not valid postings")
 BATCH_SECONDS = Histogram("flow_engine_batch_seconds", "Time to apply one batch, commit included")
@@ -48,6 +59,9 @@ BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch
 RECEIVE_COUNT = Histogram("flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages",
                           buckets=(1, 2, 3, 5, 10))
 RETRIES = Counter("flow_engine_batch_retries_total", "Batches tried again after a transient database fault")
+HELD = Counter("flow_engine_held_postings_total",
+               "Postings the database refused alone for a reason that is not a ledger rule: held, tried again later")
+_DATABASE_CHECK_SECONDS = 2  # while the database is unreachable, how often a poller looks again
 
 
 class Consumer:
@@ -93,19 +107,34 @@ class Consumer:
                     await self.handle(messages)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 _log.exception("batch failed; its messages return after the visibility timeout", extra={"poller": poller})
                 await asyncio.sleep(1)
+                if is_transient(exc):
+                    await self._wait_for_database(poller)
+
+    async def _wait_for_database(self, poller: int) -> None:
+        """Takes no message while the database cannot be reached: a delivery it cannot apply would
+        only bring the message nearer the dead-letter queue."""
+        while not self._stopping.is_set():
+            try:
+                await ping(self._db)
+                return
+            except Exception:
+                _log.warning("database unreachable; not polling until it answers", extra={"poller": poller})
+                await asyncio.sleep(_DATABASE_CHECK_SECONDS)
 
     async def handle(self, messages: list[dict]) -> None:
         postings: list[Posting] = []
         handles: list[str] = []
+        messages_by_posting: list[dict] = []
         poison: list[str] = []
         for message in messages:
             RECEIVE_COUNT.observe(int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
             try:
                 postings.append(decode(message["Body"]))
                 handles.append(message["ReceiptHandle"])
+                messages_by_posting.append(message)
             except DecodeError:
                 POISON.inc()
                 poison.append(message["ReceiptHandle"])
@@ -116,7 +145,11 @@ class Consumer:
         if not postings:
             return
         started = time.time_ns()
-        outcomes = await self._apply(postings)
+        outcomes, held = await self._apply_isolating(postings, list(range(len(postings))))
+        if held:
+            await self._hold([messages_by_posting[n] for n in held])
+            kept = set(held)
+            handles = [handle for n, handle in enumerate(handles) if n not in kept]
         self._on_commit()
         if tracing.enabled():
             _trace(outcomes, started)
@@ -129,7 +162,58 @@ class Consumer:
             tracekey_var.set(None)
         await self._entries("delete_message_batch", handles)
 
-    async def _apply(self, postings: list[Posting]) -> list[Outcome]:
+    async def _apply_isolating(self, postings: list[Posting], positions: list[int]) -> tuple[list[Outcome], list[int]]:
+        """Applies the postings, in halves when the database refuses them together, down to single
+        postings. Returns the outcomes, and the positions (of `positions`) of the postings held."""
+        try:
+            return await self._apply(postings), []
+        except Exception as exc:
+            if is_transient(exc):  # the database is away, not refusing: nothing to isolate
+                raise
+            if len(postings) > 1:
+                _log.warning("the database refused a batch of %d postings; applying it in halves", len(postings),
+                             extra={"error": type(exc).__name__})
+                half = len(postings) // 2
+                first = await self._apply_isolating(postings[:half], positions[:half])
+                second = await self._apply_isolating(postings[half:], positions[half:])
+                return first[0] + second[0], first[1] + second[1]
+            [posting], refusal = postings, exc
+        rule = ledger_rule(refusal)
+        if rule is not None:
+            try:
+                return await self._apply(postings, refuse=rule), []
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                refusal = exc
+        HELD.inc()
+        tracekey_var.set(str(posting.tracekey))
+        # The error's type and SQLSTATE only: its text may quote the posting's values.
+        _log.error("posting held: the database refused it for a reason that is not a ledger rule; it is tried "
+                   "again in %d s", self._settings.hold_seconds,
+                   extra={"code": Code.POSTING_HELD.value, "id": str(posting.id), "error": type(refusal).__name__,
+                          "sqlstate": getattr(getattr(refusal, "orig", None), "sqlstate", None)})
+        tracekey_var.set(None)
+        return [], positions
+
+    async def _hold(self, messages: list[dict]) -> None:
+        """Sends held postings to the queue again, delayed, and only then deletes their deliveries:
+        a new message starts its receive count anew, so a held posting never reaches the dead-letter
+        queue. A crash between the two leaves two copies, and the engine applies an id once."""
+        sent: list[str] = []
+
+        async def chunk(start: int) -> None:
+            part = messages[start:start + _SQS_BATCH_LIMIT]
+            response = await self._sqs.send_message_batch(QueueUrl=self._settings.queue_url, Entries=[
+                {"Id": str(n), "MessageBody": m["Body"], "DelaySeconds": self._settings.hold_seconds}
+                for n, m in enumerate(part)])
+            sent.extend(part[int(entry["Id"])]["ReceiptHandle"] for entry in response.get("Successful", []))
+
+        await asyncio.gather(*(chunk(start) for start in range(0, len(messages), _SQS_BATCH_LIMIT)))
+        if sent:
+            await self._entries("delete_message_batch", sent)
+
+    async def _apply(self, postings: list[Posting], refuse: Code | None = None) -> list[Outcome]:
         started = time.perf_counter()
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._settings.db_retry_attempts),
@@ -140,7 +224,7 @@ class Consumer:
         ):
             with attempt:
                 async with self._db.begin() as conn:
-                    outcomes = await apply_batch(conn, postings, self._settings.retroactive_days)
+                    outcomes = await apply_batch(conn, postings, self._settings.retroactive_days, refuse)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(postings))
         return outcomes

@@ -17,6 +17,8 @@ class EngineSettings(DatabaseSettings):
     wait_seconds: int = Field(5, ge=0, le=20)  # SQS long-poll; also bounds how long a stop waits
     retroactive_days: int = Field(7, ge=0, le=366)
     db_retry_attempts: int = Field(5, ge=1)
+    # A posting the database refuses for a reason that is not a ledger rule is tried again this much later.
+    hold_seconds: int = Field(60, ge=0, le=900)  # SQS's DelaySeconds
     queue_stats_seconds: float = Field(30, gt=0, le=3600)  # how often the queues' depth metrics are sampled
     database_pool_size: int = Field(4, ge=3)
 

@@ -43,6 +43,7 @@ class Code(str, Enum):
     EVENT_INACTIVE = ("R021", "event is not active")
     EVENT_DISALLOWS_DEBIT = ("R022", "event does not allow debits")
     EVENT_DISALLOWS_CREDIT = ("R023", "event does not allow credits")
+    BALANCE_LIMIT = ("R024", "posting would take the balance beyond the ledger's limit of ±999,999,999,999,999.99")
     ID_REUSED = ("R030", "id was already used for a posting with other content")
     TRANSACTION_NOT_FOUND = ("R040", "no posting with that id has been handled yet")
     INVALID_RANGE = ("R041", "from and to must be dates with from <= to, at most 366 days apart")
@@ -58,4 +59,6 @@ class Code(str, Enum):
     TOKEN_WRONG_AUDIENCE = ("R074", "bearer token is not meant for FLOW")
     TOKEN_LACKS_SCOPE = ("R075", "bearer token lacks the required scope")
     UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
+    POSTING_HELD = ("R091", "the database refused this posting for a reason that is not a ledger rule; "
+                            "it is held and tried again")
     INTERNAL_ERROR = ("R099", "internal error; the technical team has the details")
