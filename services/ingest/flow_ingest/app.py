@@ -13,11 +13,11 @@ from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handle
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
 from flow_kit.db import create_database, is_transient, ping
-from flow_kit.errors import ErrorOut, FlowError, error_body, install_error_handlers
+from flow_kit.errors import ErrorOut, FlowError, StrictJSONRoute, error_body, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
 from flow_kit.limits import BodySizeLimit
-from flow_kit.posting import PostingIn, validation_code
+from flow_kit.posting import DecimalInteger, PostingIn, validation_code
 
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
@@ -68,6 +68,7 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             yield
 
     app = FastAPI(title="FLOW ingest", version="0.2.0", lifespan=lifespan)
+    app.router.route_class = StrictJSONRoute  # bodies read as strict JSON: see flow_kit.errors.strict_loads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        per_path={"/v1/transactions/batch": settings.max_batch_body_bytes})
     install_error_handlers(app, validation_code=_request_code)
@@ -126,7 +127,7 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
     @app.patch("/v1/events/{code}", response_model=EventOut, dependencies=admin,
                responses=_errors(401, 403, 404, 413, 422),
                summary="Rename an event, activate or deactivate it, allow or refuse debits and credits")
-    async def update_event(code: Annotated[int, Path(gt=0, le=2_147_483_647)],
+    async def update_event(code: Annotated[DecimalInteger(1, 2_147_483_647), Path()],
                            changes: Annotated[EventPatch, Body()]) -> EventOut:
         updated = await app.state.catalogue.update(code, changes.model_dump(exclude_none=True))
         return EventOut(**updated.__dict__)

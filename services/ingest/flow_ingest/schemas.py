@@ -16,7 +16,7 @@ class Accepted(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     items: list[Any] = Field(description="Up to 1,000 postings, each as for POST /v1/transactions; "
                                          "each is judged on its own")
@@ -39,7 +39,8 @@ class BatchOut(BaseModel):
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: code a JSON integer, flags JSON true or false, description a JSON string; nothing coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # Chosen codes stay below a million, so codes drawn by the catalogue's sequence never run out.
     code: int | None = Field(None, gt=0, le=999_999, description="1 to 999999; drawn when absent")
@@ -50,7 +51,7 @@ class EventIn(BaseModel):
 
 
 class EventPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     description: Text | None = Field(None, min_length=1, max_length=200)
     active: bool | None = None

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Path, Query, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from flow_kit import tracing
 from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
@@ -16,7 +16,7 @@ from flow_kit.db import create_database
 from flow_kit.errors import ErrorOut, FlowError, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import health_router
-from flow_kit.posting import validation_code
+from flow_kit.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
 
 from .cursor import decode_cursor, encode_cursor
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
@@ -31,8 +31,13 @@ __all__ = ["create_app"]
 
 BranchPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,10}$")]
 AccountPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,20}$")]
-FromQuery = Annotated[date | None, Query(alias="from", description="First reference date (default: 30 days before `to`)")]
-ToQuery = Annotated[date | None, Query(description="Last reference date (default: today, UTC)")]
+FromQuery = Annotated[IsoDate | None, Query(alias="from", description="First reference date, YYYY-MM-DD "
+                                                                     "(default: 30 days before `to`)")]
+ToQuery = Annotated[IsoDate | None, Query(description="Last reference date, YYYY-MM-DD (default: today, UTC)")]
+LimitQuery = Annotated[DecimalInteger(1, 1000), Query(description="1 to 1000, plain decimal digits")]
+IdPath = Annotated[CanonicalUUID, Path(description="A UUID in lowercase 8-4-4-4-12 form")]
+TracekeyQuery = Annotated[CanonicalUUID, Query(description="A UUID in lowercase 8-4-4-4-12 form")]
+CodePath = Annotated[DecimalInteger(1, 2_147_483_647), Path(description="1 to 2147483647, plain decimal digits")]
 _QUERY_CODES = {"branch": Code.INVALID_BRANCH, "account": Code.INVALID_ACCOUNT, "from": Code.INVALID_RANGE,
                 "to": Code.INVALID_RANGE, "date": Code.INVALID_RANGE, "id": Code.INVALID_ID,
                 "tracekey": Code.INVALID_TRACEKEY, "limit": Code.INVALID_LIMIT, "code": Code.INVALID_EVENTCODE}
@@ -45,6 +50,20 @@ def _applied(row) -> TransactionOut:
 def _rejected(id: UUID, tracekey: UUID, code: str, createdat: datetime) -> TransactionOut:
     return TransactionOut(id=id, tracekey=tracekey, createdat=createdat, status="rejected", code=code,
                           message=Code(code).message)
+
+
+async def _known_parameters_once(request: Request) -> None:
+    """Each query parameter the operation knows, at most once: `?limit=5&limit=500` or `?limt=5` is
+    refused (R042), not read as one of its values or ignored."""
+    params = request.query_params
+    if not params:
+        return
+    route = request.scope.get("route")
+    known = {param.alias for param in route.dependant.query_params} if route else set()  # the operation's own
+    for name in params:
+        if name not in known or len(params.getlist(name)) > 1:
+            raise FlowError(Code.INVALID_QUERY, 422, f"{Code.INVALID_QUERY.message}: {name} is unknown or repeated",
+                            fields=[f"query.{name}"])
 
 
 def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = None) -> FastAPI:
@@ -70,7 +89,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
     app.include_router(health_router(lambda: {"database": lambda: app.state.reader.fetchrow("SELECT 1"),
                                               "replica": lag_check(app.state.db, settings.max_replica_lag_seconds)}))
     errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422, 503)}
-    can_read = [Depends(auth.require("flow.read"))]
+    can_read = [Depends(auth.require("flow.read")), Depends(_known_parameters_once)]
 
     def date_range(from_: date | None, to: date | None) -> tuple[date, date]:
         to = to or datetime.now(UTC).date()
@@ -81,7 +100,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=can_read,
              summary="A posting by id: applied (with its content) or rejected (with its code)")
-    async def get_transaction(id: UUID) -> Response:
+    async def get_transaction(id: IdPath) -> Response:
         started = time.time_ns()
         row = await app.state.reader.fetchrow(TRANSACTION_BY_ID, id)
         if row:
@@ -98,8 +117,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=can_read,
              summary="Every posting that carried a tracekey, applied or rejected (at most `limit`)")
-    async def find_transactions(tracekey: UUID,
-                                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+    async def find_transactions(tracekey: TracekeyQuery, limit: LimitQuery = 100) -> Response:
         started = time.time_ns()
         rows = await app.state.reader.fetch(OUTCOMES_BY_TRACEKEY, tracekey, limit)
         if tracing.enabled():
@@ -115,7 +133,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
              summary="An account's postings between two reference dates, oldest first, a page at a time, "
                      "each line with the balance after it")
     async def get_statement(branch: BranchPath, account: AccountPath, from_: FromQuery = None, to: ToQuery = None,
-                            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                            limit: LimitQuery = 100,
                             cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
         from_, to = date_range(from_, to)
         page = await app.state.reader.fetchrow(STATEMENT_PAGE, branch, account, from_, to, limit, *decode_cursor(cursor))
@@ -136,7 +154,8 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
     @app.get("/v1/accounts/{branch}/{account}/balance", response_model=BalanceAt, responses=errors,
              dependencies=can_read, summary="An account's balance at the end of a date (default today, UTC)")
     async def get_balance(branch: BranchPath, account: AccountPath, at: Annotated[
-            date | None, Query(alias="date", description="Reference date (default: today, UTC)")] = None) -> Response:
+            IsoDate | None, Query(alias="date", description="Reference date, YYYY-MM-DD (default: today, UTC)")] = None
+                          ) -> Response:
         at = at or datetime.now(UTC).date()
         row = await app.state.reader.fetchrow(BALANCE_AT, branch, account, at)
         zero = Decimal("0.00")
@@ -153,7 +172,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @app.get("/v1/events/{code}", response_model=EventOut, responses=errors, dependencies=can_read,
              summary="One event of the catalogue")
-    async def get_event(code: Annotated[int, Path(gt=0, le=2_147_483_647)]) -> Response:
+    async def get_event(code: CodePath) -> Response:
         row = await app.state.reader.fetchrow(EVENT, code)
         if row is None:
             raise FlowError(Code.EVENT_NOT_FOUND, 404)

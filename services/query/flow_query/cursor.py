@@ -25,6 +25,9 @@ def decode_cursor(cursor: str | None) -> tuple[date, datetime, UUID]:
         return START
     try:
         dateref, createdat, id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return date.fromisoformat(dateref), datetime.fromisoformat(createdat), UUID(id)
+        key = date.fromisoformat(dateref), datetime.fromisoformat(createdat), UUID(id)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise FlowError(Code.INVALID_CURSOR, 422) from None
+    if encode_cursor(*key) != cursor:  # only the exact text this API wrote (base64 decoding skips stray characters)
+        raise FlowError(Code.INVALID_CURSOR, 422)
+    return key
