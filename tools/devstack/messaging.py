@@ -17,23 +17,23 @@ def local_aws_env(endpoint: str) -> dict[str, str]:
 
 
 def deploy_messaging(endpoint: str, template: Path, parameters: dict[str, str] | None = None,
-                     timeout: float = 60) -> dict[str, str]:
+                     timeout: float = 60, stack_name: str = STACK_NAME) -> dict[str, str]:
     """Creates the stack (or finds it) and returns its outputs."""
     cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id="test", aws_secret_access_key="test")
     try:
-        cfn.create_stack(StackName=STACK_NAME, TemplateBody=template.read_text(),
+        cfn.create_stack(StackName=stack_name, TemplateBody=template.read_text(),
                          Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in (parameters or {}).items()])
     except cfn.exceptions.AlreadyExistsException:
         pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stack = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         status = stack["StackStatus"]
         if status == "CREATE_COMPLETE":
             return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         if status.endswith("FAILED") or "ROLLBACK" in status:
-            events = cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
+            events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
             reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}" for e in events if "FAILED" in e["ResourceStatus"]]
             raise RuntimeError(f"messaging stack {status}: " + "; ".join(reasons))
         time.sleep(0.3)
