@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -86,6 +87,22 @@ async def test_a_posting_the_database_refuses_is_held_and_the_rest_of_its_batch_
         assert (await conn.execute(text("SELECT count(*) FROM flow.transaction"))).scalar() == 500
     assert await waiting(sqs, queue) == 0 and await waiting(sqs, dlq) == 0
     await db.dispose()
+
+
+async def test_a_failed_batch_quotes_no_posting_content(stack, sqs, fresh_database):
+    db = create_engine(fresh_database, 1)
+    async with db.begin() as conn:  # every posting refused: the error is what the engine would log
+        await conn.execute(text("CREATE FUNCTION flow.refuse_all() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                                "BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'XX001'; END $$"))
+        await conn.execute(text("CREATE TRIGGER refuse_all BEFORE INSERT ON flow.transaction "
+                                "FOR EACH ROW EXECUTE FUNCTION flow.refuse_all()"))
+    await db.dispose()
+    engine = engine_for(stack, sqs, "http://unused", fresh_database)
+    secret = posting(description="salary of A. Person", details={"iban": "GB33BUKB20201555555555"})
+    with pytest.raises(Exception) as failed:
+        await engine._apply([secret])
+    assert "refused" in str(failed.value)
+    assert "A. Person" not in str(failed.value) and "GB33" not in str(failed.value)
 
 
 async def test_a_posting_beyond_the_ledger_limit_is_rejected_with_its_code_and_the_rest_applied(stack, sqs, fresh_database):

@@ -1,6 +1,7 @@
 """The schema runner: applies each numbered script once, and refuses to run over edited history."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,3 +101,13 @@ async def test_an_event_is_never_deleted_nor_renumbered(fresh_database):
         await conn.execute("UPDATE flow.event SET active = false WHERE code = 1")  # deactivating is fine
     finally:
         await conn.close()
+
+
+def test_the_runner_takes_the_database_url_from_the_environment_not_the_command_line(fresh_database, sql_dir):
+    done = subprocess.run([sys.executable, "-m", "flow_kit.migrations", "--sql-dir", str(sql_dir)],
+                          capture_output=True, text=True, env={**os.environ, "FLOW_DATABASE_URL": fresh_database})
+    assert (done.returncode, done.stdout.strip()) == (0, "flow-migrate: 0 script(s) applied")
+    bare = {k: v for k, v in os.environ.items() if k != "FLOW_DATABASE_URL"}
+    done = subprocess.run([sys.executable, "-m", "flow_kit.migrations", "--sql-dir", str(sql_dir)],
+                          capture_output=True, text=True, env=bare)
+    assert done.returncode == 2 and "FLOW_DATABASE_URL" in done.stderr

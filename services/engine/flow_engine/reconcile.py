@@ -10,6 +10,7 @@ Exit status: 0 when every row matches, 1 when any differs, 2 on bad arguments.
 import argparse
 import asyncio
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -102,13 +103,17 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-reconcile", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--database-url", default=os.environ.get("FLOW_DATABASE_URL"),
+                        help="better in the environment as FLOW_DATABASE_URL: a command line is visible to every process")
     parser.add_argument("--branch")
     parser.add_argument("--account-from")
     parser.add_argument("--account-to")
     parser.add_argument("--from", dest="from_", type=date.fromisoformat, default=date.min)
     parser.add_argument("--to", type=date.fromisoformat, default=date.max)
-    return asyncio.run(_run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("set FLOW_DATABASE_URL (or pass --database-url)")
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

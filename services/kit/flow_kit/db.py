@@ -35,10 +35,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def create_engine(url: str, pool_size: int = 5, application_name: str = "flow", **options) -> AsyncEngine:
-    """`options` go to create_async_engine over these defaults (e.g. pool_pre_ping=False)."""
+    """`options` go to create_async_engine over these defaults (e.g. pool_pre_ping=False). Errors never
+    quote the statement's parameters (hide_parameters): a failed batch's log must not hold postings."""
     return create_async_engine(
         url,
-        **{"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True,
+        **{"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True, "hide_parameters": True,
            "connect_args": {"server_settings": {"timezone": "UTC", "application_name": application_name}}, **options},
     )
 
@@ -78,7 +79,7 @@ def create_database(settings: DatabaseSettings, application_name: str,
 
     return create_async_engine(
         url,
-        **{"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_pre_ping": True,
+        **{"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_pre_ping": True, "hide_parameters": True,
            "async_creator": connect, **options},
     )
 

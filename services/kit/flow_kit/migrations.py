@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -97,9 +98,13 @@ async def apply_migrations(database_url: str, directory: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-migrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True, help="postgresql+asyncpg://user@host:port/db")
+    parser.add_argument("--database-url", default=os.environ.get("FLOW_DATABASE_URL"),
+                        help="postgresql+asyncpg://user@host:port/db; better in the environment as FLOW_DATABASE_URL, "
+                             "since a command line (and a password in it) is visible to every process")
     parser.add_argument("--sql-dir", type=Path, default=Path("sql"))
     args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("set FLOW_DATABASE_URL (or pass --database-url)")
     try:
         done = asyncio.run(apply_migrations(args.database_url, args.sql_dir))
     except MigrationError as exc:
