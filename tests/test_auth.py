@@ -217,8 +217,8 @@ async def test_wrong_scope_is_forbidden(client, issuer):
     {"scope": "flow.read flow.write"},            # generic OAuth2 / OIDC
     {"roles": ["flow.read", "flow.write"]},       # Entra ID application permissions (client credentials)
     {"scp": ["flow.read", "flow.write"]},         # some issuers (Okta) send scp as a list
-    {"scp": "flow.read", "roles": ["flow.write"]},
-], ids=["scp", "scope", "roles", "scp-list", "scp+roles"])
+    {"scp": "flow.read", "scope": "flow.write"},  # both delegated claims: their scopes together
+], ids=["scp", "scope", "roles", "scp-list", "scp+scope"])
 async def test_scopes_from_each_claim(client, issuer, claims):
     token = issuer.mint([], **claims)
     assert_refused(await client.get(ADMIN, headers=bearer(token)), 403, "R075", token, error="insufficient_scope")
@@ -226,6 +226,60 @@ async def test_scopes_from_each_claim(client, issuer, claims):
     response = await client.get(READ, headers=bearer(token))
     assert response.status_code == 200
     assert response.json() == {"subject": "flow-dev", "client_id": "flow-dev", "scopes": ["flow.read", "flow.write"]}
+
+
+@pytest.mark.parametrize("claims, granted", [
+    # a delegated token (scp or scope) is judged by its delegated scopes only, whatever its roles say
+    ({"scp": "flow.read", "roles": ["flow.admin", "flow.write"]}, ["flow.read"]),
+    ({"scope": "flow.read", "roles": ["flow.admin"]}, ["flow.read"]),
+    ({"scp": "", "roles": ["flow.admin", "flow.read"]}, []),
+    # an app-only token (no scp nor scope) by its roles
+    ({"roles": ["flow.admin", "flow.read"]}, ["flow.admin", "flow.read"]),
+], ids=["scp+roles", "scope+roles", "empty-scp+roles", "roles-only"])
+async def test_delegated_and_application_permissions_are_never_pooled(client, issuer, claims, granted):
+    token = issuer.mint([], **claims)
+    admin = await client.get(ADMIN, headers=bearer(token))
+    if "flow.admin" in granted:
+        assert admin.status_code == 200
+    else:
+        assert_refused(admin, 403, "R075", token, error="insufficient_scope")
+    read = await client.get(READ, headers=bearer(token))
+    if "flow.read" in granted:
+        assert read.status_code == 200 and read.json()["scopes"] == granted
+    else:
+        assert_refused(read, 403, "R075", token, error="insufficient_scope")
+
+
+@pytest.mark.parametrize("typ", ["JWT", "at+jwt", "application/at+jwt", "AT+JWT", None])
+async def test_access_token_types_pass(client, issuer, typ):
+    token = issuer.mint(["flow.read"], headers={"typ": typ})
+    assert (await client.get(READ, headers=bearer(token))).status_code == 200
+
+
+@pytest.mark.parametrize("headers, claims", [
+    ({"typ": "id_token"}, {}),
+    ({"typ": "JWS"}, {}),
+    ({"typ": "logout+jwt"}, {}),
+    ({"typ": "dpop+jwt"}, {}),
+    ({}, {"nonce": "n-0S6_WzA2Mj"}),                             # ID token markers (OIDC Core 2, 3.1.3.6)
+    ({}, {"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}),
+    ({}, {"c_hash": "LDktKdoQak3Pk0cnXxCltA"}),
+    # an Entra token saying it is a user's, with no delegated scope: an ID token (its roles are the user's)
+    ({}, {"scp": None, "scope": None, "idtyp": "user", "roles": ["flow.admin", "flow.read"]}),
+    # an Entra token saying it is an app's, carrying delegated scopes: not what it claims to be
+    ({}, {"idtyp": "app"}),
+], ids=["typ-id_token", "typ-JWS", "typ-logout", "typ-dpop", "nonce", "at_hash", "c_hash", "idtyp-user-roles",
+        "idtyp-app-scp"])
+async def test_id_tokens_and_other_tokens_are_not_access_tokens(client, issuer, headers, claims):
+    token = issuer.mint(["flow.read", "flow.admin"], headers=headers, **claims)
+    assert_refused(await client.get(READ, headers=bearer(token)), 401, "R071", token)
+    assert_refused(await client.get(ADMIN, headers=bearer(token)), 401, "R071", token)
+
+
+async def test_an_entra_user_access_token_with_delegated_scopes_passes(client, issuer):
+    token = issuer.mint(["flow.read"], idtyp="user", roles=["flow.admin"])
+    assert (await client.get(READ, headers=bearer(token))).json()["scopes"] == ["flow.read"]
+    assert_refused(await client.get(ADMIN, headers=bearer(token)), 403, "R075", token, error="insufficient_scope")
 
 
 # --- signatures and algorithms ---------------------------------------------------------------------

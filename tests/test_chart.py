@@ -195,10 +195,17 @@ def test_services_probe_listen_on_all_interfaces_and_are_reachable(values_file):
         [c] = deployment["spec"]["template"]["spec"]["containers"]
         env, prefix = env_of(c), f"FLOW_{svc.upper()}_"
         assert env[prefix + "HTTP_HOST"]["value"] == "0.0.0.0"
-        [port] = c["ports"]
-        assert env[prefix + "HTTP_PORT"]["value"] == str(port["containerPort"]) and port["name"] == "http"
-        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert set(ports) == {"http", "health"} and ports["http"] != ports["health"]
+        assert env[prefix + "HTTP_PORT"]["value"] == str(ports["http"])
+        # health and metrics on a port of their own (FLOW_<SVC>_HEALTH_PORT), the probes too
+        assert env[prefix + "HEALTH_PORT"]["value"] == str(ports["health"])
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        if "prometheus.io/port" in annotations:
+            assert annotations["prometheus.io/port"] == str(ports["health"])
         # /readyz runs its dependency checks one after another, up to 3 s each: database and SNS
         # (ingest), database and replica lag (query), database, SQS and SNS (engine).
         assert c["readinessProbe"]["timeoutSeconds"] > 3 * (3 if svc == "engine" else 2)
@@ -206,6 +213,9 @@ def test_services_probe_listen_on_all_interfaces_and_are_reachable(values_file):
         service = services[f"flow-{svc}"]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         assert service["spec"]["ports"][0]["targetPort"] == "http"
+        # the Service exposes the health port only for the ServiceMonitor
+        monitored = ci_values(values_file).get("monitoring", {}).get("serviceMonitor", {}).get("enabled", False)
+        assert {p["targetPort"] for p in service["spec"]["ports"]} == ({"http", "health"} if monitored else {"http"})
 
 
 def test_engine_env_matches_its_settings_and_stops_gracefully():
@@ -380,7 +390,8 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_engine_im
     assert spec["restartPolicy"] == "Never"
     assert c["image"] == by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert c["command"] == ["flow-migrate"]
-    assert c["args"] == ["--database-url", "$(FLOW_DATABASE_URL)", "--sql-dir", "/app/sql"]
+    assert c["args"] == ["--sql-dir", "/app/sql"]  # the URL and its password never on a command line
+    assert [e["name"] for e in c["env"]] == ["FLOW_DATABASE_URL"] and "valueFrom" in c["env"][0]
     # A pre-install hook runs before the chart's own ServiceAccount exists.
     assert "serviceAccountName" not in spec
     assert "COPY sql /app/sql" in dockerfile_targets()["engine"]
@@ -585,3 +596,88 @@ def test_traces_go_to_the_collector_only_when_one_is_given():
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
             "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
         assert not TRACING_ENV & set(service_env(without, svc))
+
+
+# --- security review findings 6b, 6c and 8 ---------------------------------------------------------
+
+def test_health_ports_docs_and_the_cursor_key():
+    docs = rendered("default-values.yaml")
+    assert {svc: service_env(docs, svc)[f"FLOW_{svc.upper()}_HEALTH_PORT"]["value"] for svc in SERVICES} == \
+        {"ingest": "9001", "engine": "9003", "query": "9002"}
+    for svc in ("ingest", "query"):
+        assert service_env(docs, svc)[f"FLOW_{svc.upper()}_DOCS"]["value"] == "false"
+    assert "FLOW_QUERY_CURSOR_KEY" not in service_env(docs, "query")
+    keyed = rendered("default-values.yaml", "--set", "query.cursorKeySecret.name=flow-cursor,docs.enabled=true")
+    assert secret_ref(service_env(keyed, "query")["FLOW_QUERY_CURSOR_KEY"]) == {"name": "flow-cursor", "key": "cursor-key"}
+    assert service_env(keyed, "ingest")["FLOW_INGEST_DOCS"]["value"] == "true"
+    [monitor] = by_kind(rendered("monitoring-values.yaml"), "ServiceMonitor").values()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["health"]
+    same = helm_template("-f", CHART / "ci" / "minimal-values.yaml", "--set", "query.healthPort=8002")
+    assert same.returncode != 0 and "healthPort must differ" in same.stderr
+
+
+def _policies(docs) -> dict:
+    return {name.rsplit("-", 1)[1]: p["spec"] for name, p in by_kind(docs, "NetworkPolicy").items()}
+
+
+def _ports(rule) -> set:
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES)
+def test_network_policies_admit_only_the_api_and_monitoring_and_limit_egress(values_file):
+    docs = rendered(values_file)
+    policies = _policies(docs)
+    values = ci_values(values_file)
+    expected = {"ingest", "engine", "query", "migrate"} | ({"reconcile"} if values.get("reconcile", {}).get("enabled") else set())
+    assert set(policies) == expected
+    labels_of = {name.rsplit("-", 1)[1]: spec["selector"]["matchLabels"] for name, spec in
+                 ((n, d["spec"]) for n, d in by_kind(docs, "Deployment").items())}
+    for svc in SERVICES:
+        spec = policies[svc]
+        assert spec["podSelector"]["matchLabels"] == labels_of[svc]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        [c] = by_kind(docs, "Deployment")[f"flow-{svc}"]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        monitoring = [r for r in spec["ingress"] if _ports(r) == {(ports["health"], "TCP")}]
+        assert [r["from"] for r in monitoring] == [[{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}]]
+        api = [r for r in spec["ingress"] if r not in monitoring]
+        if svc == "engine":
+            assert api == []  # nothing but monitoring reaches the engine
+        else:
+            assert [(_ports(r), r["from"]) for r in api] == [({(ports["http"], "TCP")}, [{"namespaceSelector": {}}])]
+    for name, spec in policies.items():
+        egress = spec["egress"]
+        dns, postgres = egress[0], egress[1]
+        assert _ports(dns) == {(53, "UDP"), (53, "TCP")}
+        assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                              "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+        assert _ports(postgres) == {(5432, "TCP")} and all("ipBlock" in t for t in postgres["to"])
+        if name in ("migrate", "reconcile"):
+            assert len(egress) == 2 and spec["ingress"] == []
+        else:
+            collector = [{(4318, "TCP")}] if values.get("tracing", {}).get("otlpEndpoint") else []
+            assert [_ports(r) for r in egress[2:]] == [{(443, "TCP")}, *collector]
+            assert egress[2]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+    migrate = by_kind(docs, "NetworkPolicy")["flow-migrate"]["metadata"]["annotations"]
+    assert migrate["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+
+def test_network_policy_values():
+    network = {"enabled": True, "monitoringNamespace": "prom", "apiFromNamespaceLabels": {"team": "web"},
+               "apiFromPodLabels": {"role": "gateway"}, "postgres": {"cidrs": ["10.0.8.0/24"], "port": 6432},
+               "https": {"cidrs": ["10.0.9.0/24"]}, "collectorPort": 4318}
+    done = helm_template("-f", CHART / "ci" / "minimal-values.yaml", "--set-json", f"networkPolicy={json.dumps(network)}",
+                         "--set", "tracing.otlpEndpoint=http://otel.observability:4318")
+    assert done.returncode == 0, done.stderr
+    docs = parse_yaml(done.stdout)
+    policies = _policies(docs)
+    query = policies["query"]
+    assert query["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "web"}},
+                                            "podSelector": {"matchLabels": {"role": "gateway"}}}]
+    assert query["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "prom"}
+    assert query["egress"][1] == {"to": [{"ipBlock": {"cidr": "10.0.8.0/24"}}], "ports": [{"port": 6432, "protocol": "TCP"}]}
+    assert query["egress"][2]["to"] == [{"ipBlock": {"cidr": "10.0.9.0/24"}}]
+    assert _ports(query["egress"][3]) == {(4318, "TCP")}  # the collector, with tracing on
+    assert not by_kind(rendered("minimal-values.yaml", "--set", "networkPolicy.enabled=false"), "NetworkPolicy")

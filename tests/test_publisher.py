@@ -95,3 +95,54 @@ async def test_a_request_that_goes_away_does_not_hold_up_the_others(stack, sns):
     assert await asyncio.wait_for(first, 30) == {0}
     assert await asyncio.wait_for(later, 30) == {0}
     assert gone.cancelled()
+
+
+def unencodable() -> PostingMessage:
+    """A posting that passed validation by some other road and cannot be serialised (a lone surrogate:
+    UTF-8 cannot carry it); parsing refuses it today, the publisher must not depend on that."""
+    good = message()
+    return PostingMessage.model_construct(**{**dict(good), "details": {"note": "\ud800"}})
+
+
+class RefusingSns(CountingSns):
+    """SNS refusing, as a whole, any PublishBatch call carrying a poisoned posting (as it does with an
+    entry it cannot take), and taking the others."""
+
+    def __init__(self, sns, poison: str) -> None:
+        super().__init__(sns)
+        self.poison = poison
+
+    async def publish_batch(self, **call):
+        if any(self.poison in entry["Message"] for entry in call["PublishBatchRequestEntries"]):
+            self.calls.append(len(call["PublishBatchRequestEntries"]))
+            from botocore.exceptions import ClientError
+            raise ClientError({"Error": {"Code": "InvalidParameter", "Message": "Invalid parameter: Message"}},
+                              "PublishBatch")
+        return await super().publish_batch(**call)
+
+
+async def test_a_posting_that_cannot_be_serialised_fails_alone(stack, sns, requests_topic):
+    publisher = RequestPublisher(sns, stack.outputs["RequestTopicArn"], max_in_flight=1)
+    first = [message()]
+    others = [message() for _ in range(9)]
+    answers = await asyncio.wait_for(asyncio.gather(
+        publisher.publish_many(first), *(publisher.publish_many([m]) for m in others[:4]),
+        publisher.publish_many([unencodable()]), *(publisher.publish_many([m]) for m in others[4:])), 60)
+    assert answers == [{0}] * 5 + [set()] + [{0}] * 5
+    assert sns.calls == [1, 9]  # the other nine shared a call, without it
+    sent = {str(m.tracekey) for m in first + others}
+    assert sent <= (await requests_topic.collect(sent)).keys()
+
+
+async def test_a_posting_sns_refuses_fails_alone_and_not_its_call(stack, sns, requests_topic):
+    refusing = RefusingSns(sns._sns, poison="poisoned-posting")
+    publisher = RequestPublisher(refusing, stack.outputs["RequestTopicArn"], max_in_flight=1)
+    poisoned = message().model_copy(update={"details": {"note": "poisoned-posting"}})
+    first = message()
+    shared = [message() for _ in range(4)] + [poisoned] + [message() for _ in range(5)]
+    answers = await asyncio.wait_for(asyncio.gather(
+        publisher.publish_many([first]), *(publisher.publish_many([m]) for m in shared)), 60)
+    assert answers == [{0}] * 5 + [set()] + [{0}] * 5
+    assert refusing.calls[:2] == [1, 10]  # the ten shared one call, which SNS refused, then were split
+    sent = {str(m.tracekey) for m in [first] + shared if m is not poisoned}
+    assert sent <= (await requests_topic.collect(sent)).keys()

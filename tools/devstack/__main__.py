@@ -71,7 +71,7 @@ def main() -> int:
         return 1
     mode = f" (services from the images flow-ingest, flow-engine, flow-query:{IMAGE_TAG})" if config.images else ""
     print(BANNER.format(mode=mode, ingest=f"http://127.0.0.1:{config.ingest_port}", query=f"http://127.0.0.1:{config.query_port}",
-                        engine=f"http://127.0.0.1:{config.engine_port}", db=stack.database_url,
+                        engine=f"http://127.0.0.1:{stack.health_ports.get('engine', config.engine_port)}", db=stack.database_url,
                         replica=stack.replica_url or "none (FLOW_DEV_DATABASE_URL is set)", issuer=stack.issuer.url,
                         aws=stack.aws_endpoint, today=datetime.now(UTC).date().isoformat()), flush=True)
     try:

@@ -23,7 +23,7 @@ from .issuer import DevIssuer
 from .localstack import LocalStack
 from .messaging import deploy_messaging, local_aws_env
 from .postgres import PostgresCluster
-from .processes import spawn, stop, wait_until
+from .processes import free_port, spawn, stop, wait_until
 
 __all__ = ["AUDIENCE", "ROOT", "Stack", "StackConfig", "new_database"]
 
@@ -99,6 +99,7 @@ class Stack:
         self.services: dict[str, subprocess.Popen] = {}
         self.engines: list[subprocess.Popen] = []
         self.images: ImageRunner | None = None
+        self.health_ports: dict[str, int] = {}  # images mode: the chart's health and metrics ports
 
     # -- infrastructure -------------------------------------------------------------------------
     @property
@@ -136,6 +137,8 @@ class Stack:
         self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml",
                                         self.config.messaging_parameters)
         if self.config.images:
+            # The chart serves health and metrics on a port of their own; on the host's network, free ones.
+            self.health_ports = {service: free_port() for service in ("ingest", "engine", "query")}
             if not self.replica:
                 raise RuntimeError("the services run from images only on the stack's own PostgreSQL")
             # The Kubernetes Secret the migration Job reads: the primary's URL, as its owner.
@@ -194,9 +197,11 @@ class Stack:
             return {"repository": f"localhost/flow-{service}", "tag": IMAGE_TAG, "pullPolicy": "Never"}
 
         return merge_values({
-            "ingest": {"image": image("ingest"), "port": c.ingest_port, "retroactiveDays": c.retroactive_days},
-            "engine": {"image": image("engine"), "port": c.engine_port, "retroactiveDays": c.retroactive_days},
-            "query": {"image": image("query"), "port": c.query_port},
+            "ingest": {"image": image("ingest"), "port": c.ingest_port, "healthPort": self.health_ports["ingest"],
+                       "retroactiveDays": c.retroactive_days},
+            "engine": {"image": image("engine"), "port": c.engine_port, "healthPort": self.health_ports["engine"],
+                       "retroactiveDays": c.retroactive_days},
+            "query": {"image": image("query"), "port": c.query_port, "healthPort": self.health_ports["query"]},
             "database": {"mode": "secretsManager", "secretName": "flow-database",
                          "primaryUrl": f"postgresql+asyncpg://127.0.0.1:{self.postgres.port}/flow",
                          "replicaUrl": f"postgresql+asyncpg://127.0.0.1:{self.replica.port}/flow",
@@ -205,6 +210,7 @@ class Stack:
                           "callbackTopicArn": self.outputs["CallbackTopicArn"], "queueUrl": self.outputs["QueueUrl"]},
             "aws": {"region": "us-east-1", "endpointUrl": self.aws_endpoint},
             "auth": {"enabled": True, "issuer": self.issuer.issuer, "audience": AUDIENCE},
+            "docs": {"enabled": True},  # local development: /docs as make run prints it
         }, c.chart_values)
 
     # -- services -------------------------------------------------------------------------------
@@ -233,6 +239,7 @@ class Stack:
             if port != getattr(self.config, f"{service}_port"):
                 raise ValueError("from images, a service listens on the port the chart gives it")
             proc = self.images.spawn(service, f"flow-{name}", log)
+            port = self.health_ports[service]  # where the chart's pods answer /readyz
         else:
             env = self.service_env(service)
             env[f"FLOW_{service.upper()}_HTTP_PORT"] = str(port)

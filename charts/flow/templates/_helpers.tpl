@@ -215,11 +215,17 @@ A long-running service: its Deployment and the Service in front of it. Takes a d
   env         the container's env list, as YAML
   autoscaled  true when something else (KEDA) owns the replica count
   readyTimeout seconds the readiness check may take (its dependency checks run one after another)
+/healthz, /readyz and /metrics are served on the container port `health` (values.healthPort,
+FLOW_<SERVICE>_HEALTH_PORT), apart from the API's `http`: probes and scraping use it, the Service
+exposes it only for the ServiceMonitor.
 */}}
 {{- define "flow.service" -}}
 {{- $root := .root -}}
 {{- $v := .values -}}
 {{- $name := include "flow.componentName" . -}}
+{{- if eq (int $v.healthPort) (int $v.port) }}
+{{- fail (printf "%s.healthPort must differ from %s.port" .component .component) }}
+{{- end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -243,7 +249,7 @@ spec:
       {{- $annotations := dict }}
       {{- if $root.Values.metricsAnnotations }}
       {{- $_ := set $annotations "prometheus.io/scrape" "true" }}
-      {{- $_ := set $annotations "prometheus.io/port" (toString $v.port) }}
+      {{- $_ := set $annotations "prometheus.io/port" (toString $v.healthPort) }}
       {{- $_ := set $annotations "prometheus.io/path" "/metrics" }}
       {{- end }}
       {{- $annotations = merge (deepCopy ($v.podAnnotations | default dict)) $annotations }}
@@ -271,26 +277,31 @@ spec:
             - name: http
               containerPort: {{ $v.port }}
               protocol: TCP
+            - name: health
+              containerPort: {{ $v.healthPort }}
+              protocol: TCP
           env: {{- .env | nindent 12 }}
+            - name: {{ printf "FLOW_%s_HEALTH_PORT" (upper .component) }}
+              value: {{ $v.healthPort | quote }}
             {{- include "flow.tracingEnv" $root | trim | nindent 12 }}
           startupProbe:
             httpGet:
               path: /healthz
-              port: http
+              port: health
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 24
           livenessProbe:
             httpGet:
               path: /healthz
-              port: http
+              port: health
             periodSeconds: 10
             timeoutSeconds: 3
             failureThreshold: 3
           readinessProbe:
             httpGet:
               path: /readyz
-              port: http
+              port: health
             periodSeconds: 10
             timeoutSeconds: {{ .readyTimeout }}
             failureThreshold: 2
@@ -317,6 +328,12 @@ spec:
       port: {{ $v.service.port }}
       targetPort: http
       protocol: TCP
+    {{- if $root.Values.monitoring.serviceMonitor.enabled }}
+    - name: health  # for the ServiceMonitor only; the NetworkPolicy admits the monitoring namespace alone
+      port: {{ $v.healthPort }}
+      targetPort: health
+      protocol: TCP
+    {{- end }}
 {{- if $v.pdb.enabled }}
 ---
 apiVersion: policy/v1

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from flow_kit.aws import AwsClients
 from flow_kit.db import create_database, ping
-from flow_kit.health import health_router
+from flow_kit.health import mount_health
 
 from .callbacks import CallbackPublisher
 from .consumer import Consumer
@@ -69,5 +69,5 @@ def create_app(settings: EngineSettings) -> FastAPI:
                 await asyncio.gather(*helpers, return_exceptions=True)
 
     app = FastAPI(title="FLOW engine", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.include_router(health_router(lambda: app.state.checks))
+    mount_health(app, settings, lambda: app.state.checks, database="flow-engine-health")
     return app

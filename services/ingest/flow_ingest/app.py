@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
+from flow_kit.auth import AuthSettings, Authenticator, TokenGate, install_auth_error_handler
 from flow_kit.aws import AwsClients
 from flow_kit.codes import Code
 from flow_kit.db import create_database, is_transient, ping
 from flow_kit.errors import ErrorOut, FlowError, StrictJSONRoute, error_body, install_error_handlers
 from flow_kit.events import EventOut
-from flow_kit.health import health_router
+from flow_kit.health import docs_options, mount_health
 from flow_kit.limits import BodySizeLimit
 from flow_kit.posting import DecimalInteger, PostingIn, validation_code
 
@@ -67,13 +67,15 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             await auth.prefetch()
             yield
 
-    app = FastAPI(title="FLOW ingest", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="FLOW ingest", version="0.2.0", lifespan=lifespan, **docs_options(settings))
     app.router.route_class = StrictJSONRoute  # bodies read as strict JSON: see flow_kit.errors.strict_loads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        per_path={"/v1/transactions/batch": settings.max_batch_body_bytes})
+    # Outermost of the two: a request's token (and its route's scopes) is checked before any body is read.
+    app.add_middleware(TokenGate, authenticator=auth)
     install_error_handlers(app, validation_code=_request_code)
     install_auth_error_handler(app)
-    app.include_router(health_router(lambda: app.state.checks))
+    mount_health(app, settings, lambda: app.state.checks, database="flow-ingest-health")  # off the request pool
     writer = [Depends(auth.require("flow.write"))]
     admin = [Depends(auth.require("flow.admin"))]
 

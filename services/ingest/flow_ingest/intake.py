@@ -17,7 +17,7 @@ from flow_kit.posting import PostingIn, PostingMessage, check_dateref, fingerpri
 
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
-from .publisher import RequestPublisher
+from .publisher import RequestPublisher, encode
 from .settings import IngestSettings
 
 __all__ = ["Intake", "Verdict"]
@@ -93,6 +93,11 @@ class Intake:
                 continue
             message = PostingMessage(**item.model_dump(exclude={"id", "tracekey"}), id=item.id or uuid4(),
                                      tracekey=item.tracekey or uuid4(), acceptedat=acceptedat)
+            try:  # accepted only as a message FlowRequest can carry: refused here, never failing a shared call
+                encode(message)
+            except ValueError:
+                verdicts[n] = Verdict("rejected", message.id, message.tracekey, Code.INVALID_DETAILS)
+                continue
             if message.id in first_of:  # the same id twice in one batch: judged like a retry
                 earlier = messages[first_of[message.id]]
                 same = fingerprint(earlier) == fingerprint(message)
@@ -113,8 +118,15 @@ class Intake:
             else:  # a retry: answered as the first time, and published again (the engine applies an id once)
                 messages[n] = message.model_copy(update={"tracekey": before.tracekey, "acceptedat": before.acceptedat})
 
-        order = list(messages)
-        published = await self._publisher.publish_many([messages[n] for n in order]) if order else set()
+        order, bodies = [], []
+        for n in list(messages):
+            try:  # the exact bytes published (a retry's tracekey and acceptedat are the first time's)
+                bodies.append(encode(messages[n]))
+                order.append(n)
+            except ValueError:
+                message = messages.pop(n)
+                verdicts[n] = Verdict("rejected", message.id, message.tracekey, Code.INVALID_DETAILS)
+        published = await self._publisher.publish_many([messages[n] for n in order], bodies) if order else set()
         for position, n in enumerate(order):
             message = messages[n]
             if position in published:

@@ -15,7 +15,8 @@ class IngestSettings(DatabaseSettings):
     # Event flags are read from the catalogue at most this often; the engine checks again at apply time.
     event_cache_seconds: float = Field(5.0, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    max_batch_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # 1000 postings with 4 KiB details take 4.4 MiB; parsing 5 MiB costs 20-145 MiB (bench/ingest_memory.py).
+    max_batch_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_details_bytes: int = Field(4096, ge=2)
     # Calls to FlowRequest under way before fewer than 10 waiting postings are sent (10 are sent at
     # once): while they are, postings of concurrent requests gather and share calls.

@@ -3,8 +3,10 @@
 A token is accepted only when it is signed by a key from the issuer's JWKS (found by OIDC discovery),
 with an allowed asymmetric algorithm that fits that key, names the configured issuer and one of the
 configured audiences, is inside its validity window, and carries the scopes the endpoint asks for.
-Scopes come from `scp` (Microsoft Entra ID delegated scopes), `scope` (generic OAuth2) and `roles`
-(Entra application permissions), so Entra ID and any other OIDC issuer work alike.
+Delegated scopes come from `scp` (Microsoft Entra ID) or `scope` (generic OAuth2); a token without
+either is app-only and its permissions come from `roles` (Entra application permissions), never both
+pooled, so Entra ID and any other OIDC issuer work alike. ID tokens (and other JWTs whose `typ` is not
+an access token's) are refused.
 
 The token itself is never logged nor echoed: refusals carry a fixed message per code.
 
@@ -42,6 +44,7 @@ __all__ = [
     "AuthSettings",
     "Authenticator",
     "Claims",
+    "TokenGate",
     "TokenVerifier",
     "install_auth_error_handler",
 ]
@@ -71,6 +74,8 @@ _KEY_FOR_ALGORITHM: dict[str, tuple[str, str | None]] = {
 }
 DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 _MIN_RSA_BITS = 2048
+_ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})  # JOSE `typ`, case-insensitive
+_ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash")
 _VERIFIED_SECONDS = 60  # how long a verified token is answered from memory
 _VERIFIED_MAX = 1024  # tokens remembered at most
 
@@ -149,7 +154,8 @@ class AuthSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Claims:
-    """Who called: the verified token's subject, its scopes (scp + scope + roles) and all its claims."""
+    """Who called: the verified token's subject, its scopes (scp + scope, or roles for an app-only
+    token) and all its claims."""
 
     subject: str
     scopes: frozenset[str]
@@ -274,6 +280,11 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise AuthError.of("invalid", "malformed token") from None
         alg, kid = header.get("alg"), header.get("kid")
+        typ = header.get("typ")
+        # RFC 9068 access tokens say at+jwt; most issuers (Entra) say JWT or nothing. Anything else (an
+        # ID token's id_token, logout+jwt, dpop+jwt...) is some other token, never an access token.
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES):
+            raise AuthError.of("invalid", "not an access token (typ)")
         if alg not in self.settings.algorithms:  # `none`, HS*, anything not allowed
             raise AuthError.of("invalid", "algorithm not allowed")
         if not isinstance(kid, str) or not kid:
@@ -371,8 +382,20 @@ class TokenVerifier:
             value = payload.get(name)
             if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise AuthError.of("invalid", f"{name} is not a number")
+        # An OIDC ID token says who signed in, to the client; it grants nothing to an API, even when its
+        # audience and signature fit. Its marks: nonce, at_hash, c_hash (OIDC Core 2, 3.1.3.6, 3.3.2.11).
+        if any(name in payload for name in _ID_TOKEN_CLAIMS):
+            raise AuthError.of("invalid", "an ID token, not an access token")
+        # Delegated permissions (a user's, through a client) come from scp (Entra) or scope (OAuth2);
+        # application permissions (a client's own, no user) from roles. Never pooled: a token carrying
+        # delegated scopes is judged by them alone, so a user's app roles never widen what a client may do
+        # on their behalf; a token without scp/scope is an app-only one, judged by its roles.
+        delegated = "scp" in payload or "scope" in payload
+        idtyp = payload.get("idtyp")  # Entra's optional claim: "app" for app-only tokens, "user" otherwise
+        if (idtyp == "app" and delegated) or (idtyp == "user" and not delegated):
+            raise AuthError.of("invalid", f"idtyp {idtyp} does not fit the token's permissions")
         scopes: set[str] = set()
-        for name in ("scp", "scope", "roles"):  # Entra delegated, generic OAuth2, Entra app permissions
+        for name in ("scp", "scope") if delegated else ("roles",):
             value = payload.get(name)
             if isinstance(value, str):
                 scopes.update(value.split())
@@ -417,9 +440,11 @@ class Authenticator:
                 request.state.claims = ANONYMOUS
                 return ANONYMOUS
             try:
-                if credentials is None:  # no Authorization header, or another scheme such as Basic
-                    raise AuthError.of("missing", "no bearer credentials")
-                claims = await self.verifier.verify(credentials.credentials)
+                claims = request.scope.get(_SCOPE_KEY)  # verified by the TokenGate before the body was read
+                if claims is None:
+                    if credentials is None:  # no Authorization header, or another scheme such as Basic
+                        raise AuthError.of("missing", "no bearer credentials")
+                    claims = await self.verifier.verify(credentials.credentials)
                 if not claims.has(*needed):
                     raise AuthError.of("scope", "scope missing", scope=" ".join(sorted(needed)))
             except AuthError as exc:
@@ -428,4 +453,91 @@ class Authenticator:
             request.state.claims = claims
             return claims
 
+        dependency.flow_scopes = needed  # so the TokenGate finds what a route asks for
         return dependency
+
+    async def authenticate(self, authorization: str | None, needed: frozenset[str]) -> Claims:
+        """The claims of an `Authorization` header value carrying a token with `needed` scopes, or AuthError."""
+        if self.verifier is None:
+            return ANONYMOUS
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:  # as HTTPBearer reads it: no header, or another scheme
+            raise AuthError.of("missing", "no bearer credentials")
+        claims = await self.verifier.verify(token)
+        if not claims.has(*needed):
+            raise AuthError.of("scope", "scope missing", scope=" ".join(sorted(needed)))
+        return claims
+
+
+_SCOPE_KEY = "flow.claims"  # where the TokenGate leaves the verified claims in the ASGI scope
+
+
+def _scopes_of(dependant) -> frozenset[str] | None:
+    """The scopes `Authenticator.require` dependencies of a FastAPI route ask for (None: no token needed)."""
+    found: set[str] | None = None
+    for sub in dependant.dependencies:
+        scopes = getattr(sub.call, "flow_scopes", None)
+        if scopes is not None:
+            found = (found or set()) | scopes
+        deeper = _scopes_of(sub)
+        if deeper is not None:
+            found = (found or set()) | deeper
+    return None if found is None else frozenset(found)
+
+
+class TokenGate:
+    """ASGI middleware: checks the bearer token of a request whose route needs one (its
+    `Authenticator.require` scopes) from the headers alone, BEFORE anything reads the body, and
+    answers a refused one at once (401/403, R070-R075, as the dependency would). So an
+    unauthenticated or wrongly-scoped request costs its headers, not its body. The verified claims
+    are left in the scope, where `require` takes them instead of verifying the token again.
+
+    Install it outermost of anything that reads bodies (add it after BodySizeLimit):
+
+        app.add_middleware(TokenGate, authenticator=auth)
+    """
+
+    def __init__(self, app, authenticator: "Authenticator") -> None:
+        self.app = app
+        self.auth = authenticator
+        self._needs: dict[int, tuple[Any, frozenset[str] | None]] = {}  # id(route) -> (route, its scopes)
+
+    def _needed(self, scope) -> frozenset[str] | None:
+        from starlette.routing import Match  # starlette comes with FastAPI
+
+        router = getattr(scope.get("app"), "router", None)
+        for route in getattr(router, "routes", ()):
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                known = self._needs.get(id(route))
+                if known is None or known[0] is not route:
+                    dependant = getattr(route, "dependant", None)
+                    known = (route, _scopes_of(dependant) if dependant is not None else None)
+                    self._needs[id(route)] = known
+                return known[1]
+        return None  # no route (404/405): nothing reads the body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.auth.verifier is None:
+            return await self.app(scope, receive, send)
+        needed = self._needed(scope)
+        if needed is None:
+            return await self.app(scope, receive, send)
+        authorization = None
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            claims = await self.auth.authenticate(authorization, needed)
+        except AuthError as exc:
+            _log.info("request refused", extra={"code": exc.code, "reason": exc.detail, "path": scope.get("path")})
+            headers = {"Cache-Control": "no-store"}
+            if exc.www_authenticate:
+                headers["WWW-Authenticate"] = exc.www_authenticate
+            response = JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status_code,
+                                    headers=headers)
+            return await response(scope, receive, send)  # a Response never reads the request's body
+        scope[_SCOPE_KEY] = claims
+        await self.app(scope, receive, send)

@@ -1,6 +1,6 @@
 """Settings every FLOW service shares; each service subclasses with its own env prefix."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DatabaseSettings", "ServiceSettings"]
@@ -14,12 +14,25 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=1, le=65535)
+    # /healthz, /readyz and /metrics on a port of their own (the API port then no longer answers
+    # them); unset, they are served on http_port.
+    health_port: int | None = Field(None, ge=1, le=65535)
+    # Seconds a /readyz result is reused (concurrent callers also share one check under way).
+    health_cache_seconds: float = Field(5.0, ge=0)
+    # /docs, /redoc and /openapi.json.
+    docs: bool = True
     # None talks to AWS itself; a URL talks to an emulator such as LocalStack.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
     aws_connect_timeout_seconds: float = Field(3.0, gt=0)
     aws_read_timeout_seconds: float = Field(30.0, gt=0)
     aws_max_attempts: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _health_port_apart(self):
+        if self.health_port is not None and self.health_port == self.http_port:
+            raise ValueError("health_port must differ from http_port")
+        return self
 
 
 class DatabaseSettings(ServiceSettings):

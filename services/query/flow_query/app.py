@@ -10,15 +10,15 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from flow_kit import tracing
-from flow_kit.auth import AuthSettings, Authenticator, install_auth_error_handler
+from flow_kit.auth import AuthSettings, Authenticator, TokenGate, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_database
 from flow_kit.errors import ErrorOut, FlowError, install_error_handlers
 from flow_kit.events import EventOut
-from flow_kit.health import health_router
+from flow_kit.health import docs_options, mount_health
 from flow_kit.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
 
-from .cursor import decode_cursor, encode_cursor
+from .cursor import CursorCodec
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
                       TRANSACTION_BY_ID)
 from .reads import Reader
@@ -68,6 +68,7 @@ async def _known_parameters_once(request: Request) -> None:
 
 def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = None) -> FastAPI:
     auth = Authenticator(auth_settings or AuthSettings())
+    cursors = CursorCodec.from_setting(settings.cursor_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -82,12 +83,14 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="FLOW query", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="FLOW query", version="0.2.0", lifespan=lifespan, **docs_options(settings))
     install_error_handlers(app, validation_code=lambda request, errors: validation_code(errors, _QUERY_CODES,
                                                                                         Code.INVALID_QUERY))
     install_auth_error_handler(app)
-    app.include_router(health_router(lambda: {"database": lambda: app.state.reader.fetchrow("SELECT 1"),
-                                              "replica": lag_check(app.state.db, settings.max_replica_lag_seconds)}))
+    app.add_middleware(TokenGate, authenticator=auth)  # the token is checked before anything reads the request
+    # Readiness reads on a connection of its own (flow-query-health), never on the reader's pool.
+    mount_health(app, settings, lambda: {"replica": lag_check(app.state.health_db, settings.max_replica_lag_seconds)},
+                 database="flow-query-health")
     errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422, 503)}
     can_read = [Depends(auth.require("flow.read")), Depends(_known_parameters_once)]
 
@@ -136,11 +139,12 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
                             limit: LimitQuery = 100,
                             cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
         from_, to = date_range(from_, to)
-        page = await app.state.reader.fetchrow(STATEMENT_PAGE, branch, account, from_, to, limit, *decode_cursor(cursor))
+        after = cursors.decode(cursor)  # checked in full before any query: a bad one costs no connection
+        page = await app.state.reader.fetchrow(STATEMENT_PAGE, branch, account, from_, to, limit, *after)
         more = page["more"]
         return statement_answer(
             branch, account, from_, to, page["opening_balance"], page["closing_balance"], page["items"],
-            encode_cursor(page["last_dateref"], page["last_createdat"], page["last_id"]) if more else None)
+            cursors.encode(page["last_dateref"], page["last_createdat"], page["last_id"]) if more else None)
 
     @app.get("/v1/accounts/{branch}/{account}/balances", response_model=BalanceDays, responses=errors,
              dependencies=can_read, summary="An account's daily balance rows between two reference dates")

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from flow_kit.settings import DatabaseSettings
@@ -13,3 +13,13 @@ class QuerySettings(DatabaseSettings):
     max_range_days: int = Field(366, ge=1)
     # Readiness fails while the read replica replays further behind the primary than this.
     max_replica_lag_seconds: float = Field(30.0, gt=0)
+    # The HMAC-SHA256 key that signs statement cursors (at least 32 characters). Unset: a random key
+    # drawn at start-up, so cursors do not survive a restart nor work on another replica.
+    cursor_key: SecretStr | None = None
+
+    @field_validator("cursor_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < 32:
+            raise ValueError("at least 32 characters")
+        return key
