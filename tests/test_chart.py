@@ -286,9 +286,11 @@ def test_secret_mode_wires_the_primary_to_ingest_and_engine_and_the_replica_to_q
     assert secret_ref(service_env(docs, "ingest")["FLOW_INGEST_DATABASE_URL"]) == primary
     assert secret_ref(service_env(docs, "engine")["FLOW_ENGINE_DATABASE_URL"]) == primary
     assert secret_ref(service_env(docs, "query")["FLOW_QUERY_DATABASE_URL"]) == {"name": "flow-database-replica", "key": "url"}
+    owner = {"name": "flow-database", "key": "migration-url"}  # the migrations log in as the schema's owner
     for name, spec in pod_specs(docs):
         if name in ("flow-migrate", "flow-reconcile"):
-            assert secret_ref(env_of(spec["containers"][0])["FLOW_DATABASE_URL"]) == primary
+            expected = owner if name == "flow-migrate" else primary
+            assert secret_ref(env_of(spec["containers"][0])["FLOW_DATABASE_URL"]) == expected
     # The replica's Secret defaults to the primary's; its key does not.
     minimal = rendered("minimal-values.yaml")
     assert secret_ref(service_env(minimal, "query")["FLOW_QUERY_DATABASE_URL"]) == {"name": "flow-database", "key": "replica-url"}
@@ -311,18 +313,28 @@ def test_secrets_manager_mode_passes_credential_free_urls_and_secret_ids():
         assert env[prefix + "DATABASE_SECRET_REFRESH_SECONDS"]["value"] == str(db["secretRefreshSeconds"]), svc
         assert env[prefix + "AWS_REGION"]["value"] == "eu-west-1", svc  # where the secret is read from
         assert not [v for v in env.values() if "valueFrom" in v], svc
-    # flow-migrate and the reconciliation take only --database-url: from the Kubernetes Secret still.
+    # flow-migrate (as the schema's owner) and the reconciliation (as the application) read only
+    # FLOW_DATABASE_URL: from the Kubernetes Secret still.
     jobs = {name: spec for name, spec in pod_specs(docs) if name in ("flow-migrate", "flow-reconcile")}
-    assert set(jobs) == {"flow-migrate", "flow-reconcile"}
-    for name, spec in jobs.items():
-        env = env_of(spec["containers"][0])
-        assert secret_ref(env["FLOW_DATABASE_URL"]) == {"name": "flow-database-migrate", "key": "url"}, name
+    assert {name: secret_ref(env_of(spec["containers"][0])["FLOW_DATABASE_URL"]) for name, spec in jobs.items()} == {
+        "flow-migrate": {"name": "flow-database-migrate", "key": "owner-url"},
+        "flow-reconcile": {"name": "flow-database-migrate", "key": "url"}}
     assert not [d for d in docs if d["kind"] == "Secret"]
     # The replica's secret defaults to the primary's; without migrations or reconciliation no
     # Kubernetes Secret is needed at all.
     bare = rendered(SM_VALUES, "--set", "database.replicaSecretId=,database.secretName=,migrations.enabled=false,reconcile.enabled=false")
     assert service_env(bare, "query")["FLOW_QUERY_DATABASE_SECRET_ID"]["value"] == db["primarySecretId"]
     assert "secretKeyRef" not in json.dumps(bare)
+
+
+def test_the_migrations_never_share_the_services_login():
+    docs = rendered("default-values.yaml")
+    migrate = env_of(by_kind(docs, "Job")["flow-migrate"]["spec"]["template"]["spec"]["containers"][0])
+    engine = service_env(docs, "engine")
+    assert secret_ref(migrate["FLOW_DATABASE_URL"])["key"] == "migration-url"
+    assert secret_ref(engine["FLOW_ENGINE_DATABASE_URL"])["key"] == "primary-url"
+    same = helm_template("-f", CHART / "ci" / "default-values.yaml", "--set", "database.migrationKey=primary-url")
+    assert same.returncode != 0 and "database.migrationKey must differ from database.primaryKey" in same.stderr
 
 
 def test_auth_is_passed_to_ingest_and_query_only():

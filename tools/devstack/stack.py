@@ -141,8 +141,8 @@ class Stack:
             self.health_ports = {service: free_port() for service in ("ingest", "engine", "query")}
             if not self.replica:
                 raise RuntimeError("the services run from images only on the stack's own PostgreSQL")
-            # The Kubernetes Secret the migration Job reads: the primary's URL, as its owner.
-            pods = ChartPods(self._chart_values(), {"flow-database": {"primary-url": self.database_url}})
+            # The Kubernetes Secret the migration Job reads: the primary's URL, as the schema's owner.
+            pods = ChartPods(self._chart_values(), {"flow-database": {"migration-url": self.database_url}})
             self.images = ImageRunner(pods, local_aws_env(self.aws_endpoint))
         asyncio.run(self._prepare_database())
         if self.replica:

@@ -93,19 +93,24 @@ credentials come from the Secrets Manager secret the service reads itself.
 {{- end -}}
 
 {{/*
-The primary's URL, with credentials, for flow-migrate and the reconciliation (both take only
---database-url): a Secret key reference in either mode, never a plain value.
+The URL, with credentials, that flow-migrate (key database.migrationKey: the schema owner's) or the
+reconciliation (database.primaryKey: the application's, reading is all it does) takes from the
+Kubernetes Secret, in either mode: a Secret key reference, never a plain value, never on a command
+line. Takes (dict "root" $ "key" "migrationKey"|"primaryKey").
 */}}
-{{- define "flow.migrationDatabaseUrl" -}}
-{{- $db := .Values.database -}}
+{{- define "flow.jobDatabaseUrl" -}}
+{{- $db := .root.Values.database -}}
 {{- $message := "database.secretName must name the Secret holding the database URLs" -}}
 {{- if eq $db.mode "secretsManager" -}}
-{{- $message = "database.secretName must name a Secret holding the primary's URL with credentials (key database.primaryKey), also in secretsManager mode: flow-migrate and the reconciliation take only --database-url (or disable migrations and reconcile)" -}}
+{{- $message = printf "database.secretName must name a Secret holding a URL with credentials (key database.%s), also in secretsManager mode: flow-migrate and the reconciliation read only FLOW_DATABASE_URL (or disable migrations and reconcile)" .key -}}
+{{- end -}}
+{{- if eq $db.migrationKey $db.primaryKey -}}
+{{- fail "database.migrationKey must differ from database.primaryKey: the migrations log in as the schema's owner, the services as a role that owns nothing" -}}
 {{- end -}}
 valueFrom:
   secretKeyRef:
     name: {{ required $message $db.secretName }}
-    key: {{ $db.primaryKey }}
+    key: {{ index $db .key }}
 {{- end -}}
 
 {{/* Fails when a plain-value URL carries credentials (the schema refuses them too). Takes (dict "key" "database.primaryUrl" "url" ...). */}}
