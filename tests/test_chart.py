@@ -693,3 +693,19 @@ def test_network_policy_values():
     assert query["egress"][2]["to"] == [{"ipBlock": {"cidr": "10.0.9.0/24"}}]
     assert _ports(query["egress"][3]) == {(4318, "TCP")}  # the collector, with tracing on
     assert not by_kind(rendered("minimal-values.yaml", "--set", "networkPolicy.enabled=false"), "NetworkPolicy")
+
+
+def test_entitlements_are_rendered_into_flow_entitlements_for_ingest_and_query_only(tmp_path):
+    for svc in ("ingest", "query"):  # unset by default: no entitlement checks
+        assert "FLOW_ENTITLEMENTS" not in service_env(rendered("default-values.yaml"), svc)
+    grants = {"partner-a": {"branches": ["0001"], "maxAmount": "1000000.00"}, "default": {"branches": []}}
+    values = tmp_path / "entitlements.yaml"
+    values.write_text(json.dumps({"entitlements": grants}))
+    docs = rendered("default-values.yaml", "-f", str(values))
+    for svc in ("ingest", "query"):
+        assert json.loads(service_env(docs, svc)["FLOW_ENTITLEMENTS"]["value"]) == grants
+    assert "FLOW_ENTITLEMENTS" not in service_env(docs, "engine")
+    for bad in ({"partner-a": {"branches": ["0001"], "maxAmount": 100}}, {"partner-a": {"branch": ["0001"]}},
+                {"partner-a": {"branches": ["00-1"]}}):
+        values.write_text(json.dumps({"entitlements": bad}))
+        assert helm_template("-f", CHART / "ci" / "default-values.yaml", *KEDA_API, "-f", str(values)).returncode != 0

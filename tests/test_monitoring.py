@@ -47,8 +47,9 @@ def test_monitoring_objects_are_made_only_when_asked():
     picked = {name for name, svc in by_kind(docs, "Service").items()
               if monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()}
     assert picked == {"flow-ingest", "flow-engine", "flow-query"}
-    assert all("http" in {p["name"] for p in by_kind(docs, "Service")[name]["spec"]["ports"]} for name in picked)
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    # Scraped on the health and metrics port, which each Service exposes when a ServiceMonitor is made.
+    assert all("health" in {p["name"] for p in by_kind(docs, "Service")[name]["spec"]["ports"]} for name in picked)
+    assert monitor["spec"]["endpoints"] == [{"port": "health", "path": "/metrics", "interval": "15s"}]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ledger"]}
     # Scraped by the ServiceMonitor, not by annotations as well.
     for deployment in by_kind(docs, "Deployment").values():

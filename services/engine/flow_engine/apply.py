@@ -58,9 +58,10 @@ _POSTINGS = """unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), string_to_
                   string_to_array(:account, chr(31)), CAST(string_to_array(:amount, chr(31)) AS numeric[]),
                   string_to_array(:debitcredit, chr(31)), CAST(:eventcode AS int[]), CAST(:description AS text[]),
                   CAST(:details AS text[]), CAST(:dateref AS date[]), CAST(:acceptedat AS timestamptz[]),
-                  string_to_array(:code, chr(31))) WITH ORDINALITY
+                  string_to_array(:code, chr(31)), CAST(:callersub AS text[]), CAST(:callerclient AS text[]))
+           WITH ORDINALITY
            AS p(id, tracekey, branch, account, amount, debitcredit, eventcode, description, details, dateref,
-                acceptedat, code, ord)"""
+                acceptedat, code, callersub, callerclient, ord)"""
 
 # Step 2. The fingerprint hashes the content (not tracekey nor acceptedat, which a client retrying
 # the same posting may draw anew) and tells a redelivery from an id reused for another posting.
@@ -77,15 +78,15 @@ _RECORD = text(
        first_copy AS (  -- of an id sent twice in one batch, the first copy counts
            SELECT DISTINCT ON (id) * FROM posting ORDER BY id, ord),
        recorded AS (
-           INSERT INTO flow.outcome (id, tracekey, fingerprint, code, dateref)
-           SELECT id, tracekey, fingerprint, code, dateref FROM first_copy ORDER BY id
+           INSERT INTO flow.outcome (id, tracekey, fingerprint, code, dateref, callersub, callerclient)
+           SELECT id, tracekey, fingerprint, code, dateref, callersub, callerclient FROM first_copy ORDER BY id
            ON CONFLICT (id) DO NOTHING
            RETURNING id, tracekey, code),
        applied AS (
            INSERT INTO flow.transaction (id, branch, account, amount, debitcredit, eventcode, description,
-                                         tracekey, details, dateref, acceptedat)
+                                         tracekey, details, dateref, acceptedat, callersub, callerclient)
            SELECT f.id, f.branch, f.account, f.amount, f.debitcredit, f.eventcode, f.description, f.tracekey,
-                  CAST(f.details AS json), f.dateref, f.acceptedat
+                  CAST(f.details AS json), f.dateref, f.acceptedat, f.callersub, f.callerclient
            FROM first_copy f JOIN recorded USING (id)
            WHERE f.code = :applied),
        announced AS (  -- the new outcomes' callbacks, in the batch's transaction
@@ -211,6 +212,12 @@ def _canonical_details(postings: list[Posting]) -> list[str | None]:
     return [None if p.details is None else _CANONICAL(p.details) for p in postings]
 
 
+def _callers(postings: list[Posting]) -> dict[str, list[str | None]]:
+    """Who posted each posting (the token's subject and client), null where the message names nobody."""
+    callers = [p.caller for p in postings]
+    return {"callersub": [c and c.sub for c in callers], "callerclient": [c and c.client for c in callers]}
+
+
 async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int,
                       refuse: Code | None = None) -> list[Outcome]:
     """Applies `postings` inside the caller's transaction; returns one outcome per posting, in order.
@@ -227,7 +234,8 @@ async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_day
         codes = [refuse if code is Code.APPLIED else code for code in codes]
 
     recorded = (await conn.execute(_RECORD, {
-        **_columns(postings), "details": _canonical_details(postings), "code": _SEP.join(c.value for c in codes),
+        **_columns(postings), **_callers(postings), "details": _canonical_details(postings),
+        "code": _SEP.join(c.value for c in codes),
         "applied": Code.APPLIED.value, "count": len(postings),
     })).one()
     owned: list[int] = sorted(recorded.owned)  # batch order: a day row's updatetracekey is its last posting

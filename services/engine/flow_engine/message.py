@@ -17,7 +17,7 @@ import msgspec
 
 from flow_kit.posting import PostingMessage
 
-__all__ = ["DecodeError", "Posting", "QueuedPosting", "decode"]
+__all__ = ["DecodeError", "Posting", "QueuedCaller", "QueuedPosting", "decode"]
 
 DecodeError = msgspec.DecodeError  # ValidationError is one too
 
@@ -28,6 +28,16 @@ _Account = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9]{1,20}\Z")]
 _Text = Annotated[str, msgspec.Meta(pattern=r"\A[^\x00]*\Z", max_length=200)]
 _EventCode = Annotated[int, msgspec.Meta(gt=0, le=2_147_483_647)]
 _CENT, _TOO_BIG = Decimal("0.01"), Decimal(10) ** 13  # numeric(15,2): 13 whole digits, 2 places
+
+
+_CallerText = Annotated[str, msgspec.Meta(pattern=r"\A[^\x00]*\Z")]
+
+
+class QueuedCaller(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Who posted; the attributes of flow_kit.posting.Caller."""
+
+    sub: _CallerText | None = None
+    client: _CallerText | None = None
 
 
 class QueuedPosting(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -44,6 +54,7 @@ class QueuedPosting(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     acceptedat: datetime
     description: _Text | None = None
     details: dict[str, Any] | None = None
+    caller: QueuedCaller | None = None  # absent in messages written before callers were recorded
 
     def __post_init__(self) -> None:
         _check_amount(self.amount)

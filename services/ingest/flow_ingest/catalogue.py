@@ -14,6 +14,14 @@ from flow_kit.errors import FlowError
 __all__ = ["Event", "EventCatalogue"]
 
 _COLUMNS = "code, description, active, allowdebit, allowcredit, createdat, updatedat"
+# Who changes the catalogue, for the audit trail's trigger (sql/0007): settings local to the transaction.
+_NAME_CALLER = text("SELECT set_config('flow.caller_sub', coalesce(:sub, ''), true), "
+                    "set_config('flow.caller_client', coalesce(:client, ''), true)")
+
+
+async def _name_caller(conn, caller: tuple[str, str | None] | None) -> None:
+    if caller is not None:
+        await conn.execute(_NAME_CALLER, {"sub": caller[0], "client": caller[1]})
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class EventCatalogue:
         return self._events.get(code)
 
     async def create(self, description: str, active: bool, allowdebit: bool, allowcredit: bool,
-                     code: int | None = None) -> Event:
+                     code: int | None = None, caller: tuple[str, str | None] | None = None) -> Event:
         columns = {"description": description, "active": active, "allowdebit": allowdebit, "allowcredit": allowcredit}
         if code is not None:
             columns["code"] = code
@@ -61,6 +69,7 @@ class EventCatalogue:
         values = ", ".join(f":{name}" for name in columns)
         try:
             async with self._db.begin() as conn:
+                await _name_caller(conn, caller)
                 row = (await conn.execute(
                     text(f"INSERT INTO flow.event ({names}) VALUES ({values}) RETURNING {_COLUMNS}"), columns)).one()
                 if code is not None:  # keep the serial ahead of codes chosen by hand
@@ -71,9 +80,10 @@ class EventCatalogue:
         self._loaded_at = float("-inf")
         return Event(**row._mapping)
 
-    async def update(self, code: int, changes: dict) -> Event:
+    async def update(self, code: int, changes: dict, caller: tuple[str, str | None] | None = None) -> Event:
         async with self._db.begin() as conn:
             if changes:
+                await _name_caller(conn, caller)
                 assignments = ", ".join(f"{name} = :{name}" for name in changes)
                 row = (await conn.execute(
                     text(f"UPDATE flow.event SET {assignments} WHERE code = :code RETURNING {_COLUMNS}"),

@@ -12,8 +12,9 @@ from prometheus_client import Counter
 
 from flow_kit import tracing
 from flow_kit.codes import Code
+from flow_kit.entitlements import Grant
 from flow_kit.logs import tracekey_var
-from flow_kit.posting import PostingIn, PostingMessage, check_dateref, fingerprint
+from flow_kit.posting import Caller, PostingIn, PostingMessage, check_dateref, fingerprint
 
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
@@ -25,15 +26,16 @@ __all__ = ["Intake", "Verdict"]
 _log = logging.getLogger(__name__)
 POSTINGS = Counter("flow_ingest_postings_total", "Postings received by ingest", ["result", "code"])
 # Every series shown at 0 from the start, so the first posting after a start counts in rate() and
-# increase(): accepted, failed, and refused with each code a posting can get (R001-R014, R020-R030).
+# increase(): accepted, failed, and refused with each code a posting can get (R001-R014, R020-R030,
+# R076-R077).
 POSTINGS.labels("accepted", "")
 POSTINGS.labels("failed", Code.UNAVAILABLE.value)
 for _code in Code:
-    if "R001" <= _code.value <= "R014" or "R020" <= _code.value <= "R030":
+    if "R001" <= _code.value <= "R014" or "R020" <= _code.value <= "R030" or _code.value in ("R076", "R077"):
         POSTINGS.labels("rejected", _code.value)
 
 # The HTTP status a single posting's refusal gets.
-_STATUS = {Code.ID_REUSED: 409, Code.UNAVAILABLE: 503}
+_STATUS = {Code.ID_REUSED: 409, Code.NOT_ENTITLED: 403, Code.UNAVAILABLE: 503}
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,14 @@ class Intake:
         self._ledger = ledger
         self._publisher = publisher
 
-    async def _check(self, posting: PostingIn, acceptedat: datetime) -> Code | None:
-        """The checks beyond the posting's own shape: its event, its date, the size of its details."""
+    async def _check(self, posting: PostingIn, acceptedat: datetime, grant: Grant | None = None) -> Code | None:
+        """The checks beyond the posting's own shape: the client's entitlements (`grant`: None when
+        FLOW_ENTITLEMENTS is unset), its event, its date, the size of its details."""
+        if grant is not None:
+            if not grant.allows_branch(posting.branch):
+                return Code.NOT_ENTITLED
+            if not grant.allows_amount(posting.amount):
+                return Code.OVER_CLIENT_LIMIT
         event = await self._catalogue.get(posting.eventcode)
         if event is None:
             return Code.EVENT_NOT_FOUND
@@ -76,8 +84,12 @@ class Intake:
             return Code.INVALID_DETAILS
         return None
 
-    async def accept(self, items: list[PostingIn | Code]) -> list[Verdict]:
-        """`items` are parsed postings, or the code an unparseable one got. One verdict per item."""
+    async def accept(self, items: list[PostingIn | Code],
+                     caller: tuple[str, str | None] | None = None, grant: Grant | None = None) -> list[Verdict]:
+        """`items` are parsed postings, or the code an unparseable one got. One verdict per item.
+        `caller` (the token's subject and client; None without authentication) travels with each posting."""
+        posted_by = None if caller is None else \
+            Caller(sub=caller[0].replace("\x00", ""), client=caller[1] and caller[1].replace("\x00", ""))
         started = time.time_ns()
         acceptedat = datetime.now(UTC)
         verdicts: list[Verdict | None] = [None] * len(items)
@@ -87,12 +99,12 @@ class Intake:
             if isinstance(item, Code):
                 verdicts[n] = Verdict("rejected", code=item)
                 continue
-            refused = await self._check(item, acceptedat)
+            refused = await self._check(item, acceptedat, grant)
             if refused:
                 verdicts[n] = Verdict("rejected", item.id, item.tracekey, refused)
                 continue
             message = PostingMessage(**item.model_dump(exclude={"id", "tracekey"}), id=item.id or uuid4(),
-                                     tracekey=item.tracekey or uuid4(), acceptedat=acceptedat)
+                                     tracekey=item.tracekey or uuid4(), acceptedat=acceptedat, caller=posted_by)
             try:  # accepted only as a message FlowRequest can carry: refused here, never failing a shared call
                 encode(message)
             except ValueError:

@@ -46,6 +46,7 @@ __all__ = [
     "Claims",
     "TokenGate",
     "TokenVerifier",
+    "caller_of",
     "install_auth_error_handler",
 ]
 
@@ -169,6 +170,14 @@ class Claims:
 
 # What an endpoint sees when authentication is disabled (local experiments only).
 ANONYMOUS = Claims(subject="anonymous", scopes=frozenset())
+
+
+def caller_of(claims: Claims | None) -> tuple[str, str | None] | None:
+    """Who called, as (sub, client) to record with what they did; None when authentication is
+    disabled (nobody was verified)."""
+    if claims is None or claims is ANONYMOUS:
+        return None
+    return claims.subject, claims.client_id
 
 
 class AuthError(Exception):

@@ -59,6 +59,8 @@ class Code(str, Enum):
     TOKEN_WRONG_ISSUER = ("R073", "bearer token comes from an issuer FLOW does not trust")
     TOKEN_WRONG_AUDIENCE = ("R074", "bearer token is not meant for FLOW")
     TOKEN_LACKS_SCOPE = ("R075", "bearer token lacks the required scope")
+    NOT_ENTITLED = ("R076", "client is not entitled to this branch")
+    OVER_CLIENT_LIMIT = ("R077", "amount exceeds the client's limit per posting")
     UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
     POSTING_HELD = ("R091", "the database refused this posting for a reason that is not a ledger rule; "
                             "it is held and tried again")

@@ -94,8 +94,10 @@ def mount_health(app: FastAPI, settings: ServiceSettings, checks: Callable[[], M
     if database is not None:
         from .db import create_database  # here: flow_kit.db is only needed by services with a database
 
+        # pool_pre_ping: a connection the server ended while idle (a restart, a password rotation that
+        # ends sessions) is replaced before the check, not reported as the database being down.
         engine = create_database(settings.model_copy(update={"database_pool_size": 1}), database, max_overflow=0,
-                                 pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+                                 pool_pre_ping=True, isolation_level="AUTOCOMMIT")
         app.state.health_db = engine
 
         async def database_check() -> None:

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from .codes import Code
 
-__all__ = ["Account", "Amount", "Branch", "CanonicalUUID", "DecimalInteger", "IsoDate", "JsonObject", "Text",
+__all__ = ["Account", "Amount", "Branch", "CanonicalUUID", "Caller", "DecimalInteger", "IsoDate", "JsonObject", "Text",
            "PostingIn", "PostingMessage", "check_dateref", "fingerprint", "validation_code"]
 
 # Every field takes exactly one JSON type, in one canonical form, and nothing is coerced (no number
@@ -156,8 +156,18 @@ class PostingIn(BaseModel):
     dateref: IsoDate = Field(description="Reference date; retroactive up to the configured window")
 
 
+class Caller(BaseModel):
+    """Who posted, as ingest verified the token: its subject and its client (azp, client_id or appid)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sub: Text | None = None
+    client: Text | None = None
+
+
 class PostingMessage(PostingIn):
-    """A posting as it travels on FlowRequest: id and tracekey settled, and when ingest accepted it.
+    """A posting as it travels on FlowRequest: id and tracekey settled, when ingest accepted it, and
+    who posted it (`caller`: absent in older messages, and when authentication is disabled).
 
     Ingest builds it from a PostingIn it accepted; it keeps the rules messages already on the queue
     were written under (the engine's decoder, flow_engine.message, is tied to it by tests/test_message.py).
@@ -170,6 +180,7 @@ class PostingMessage(PostingIn):
     details: dict[str, Any] | None = None
     dateref: date
     acceptedat: datetime
+    caller: Caller | None = None  # not part of the fingerprint: a retry by another caller is the same posting
 
 
 _LOCATIONS = {"body", "path", "query", "header"}

@@ -10,13 +10,16 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from flow_kit import tracing
+from flow_kit.access import AccessLog
 from flow_kit.auth import AuthSettings, Authenticator, TokenGate, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_database
+from flow_kit.entitlements import ALL_BRANCHES, EntitlementSettings, Grant
 from flow_kit.errors import ErrorOut, FlowError, install_error_handlers
 from flow_kit.events import EventOut
 from flow_kit.health import docs_options, mount_health
 from flow_kit.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
+from flow_kit.serve import load_settings
 
 from .cursor import CursorCodec
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
@@ -24,7 +27,8 @@ from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OU
 from .reads import Reader
 from .render import model_answer, statement_answer
 from .replica import lag_check
-from .schemas import BalanceAt, BalanceDay, BalanceDays, EventList, Statement, TransactionList, TransactionOut
+from .schemas import (BalanceAt, BalanceDay, BalanceDays, CallerOut, EventList, Statement, TransactionList,
+                      TransactionOut)
 from .settings import QuerySettings
 
 __all__ = ["create_app"]
@@ -44,12 +48,15 @@ _QUERY_CODES = {"branch": Code.INVALID_BRANCH, "account": Code.INVALID_ACCOUNT, 
 
 
 def _applied(row) -> TransactionOut:
-    return TransactionOut(**row, status="applied", code=Code.APPLIED.value, message=Code.APPLIED.message)
+    row = dict(row)
+    caller = CallerOut.of(row.pop("callersub"), row.pop("callerclient"))
+    return TransactionOut(**row, caller=caller, status="applied", code=Code.APPLIED.value, message=Code.APPLIED.message)
 
 
-def _rejected(id: UUID, tracekey: UUID, code: str, createdat: datetime) -> TransactionOut:
+def _rejected(id: UUID, tracekey: UUID, code: str, createdat: datetime, callersub: str | None = None,
+              callerclient: str | None = None) -> TransactionOut:
     return TransactionOut(id=id, tracekey=tracekey, createdat=createdat, status="rejected", code=code,
-                          message=Code(code).message)
+                          message=Code(code).message, caller=CallerOut.of(callersub, callerclient))
 
 
 async def _known_parameters_once(request: Request) -> None:
@@ -66,8 +73,11 @@ async def _known_parameters_once(request: Request) -> None:
                             fields=[f"query.{name}"])
 
 
-def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = None) -> FastAPI:
+def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = None,
+               entitlement_settings: EntitlementSettings | None = None) -> FastAPI:
     auth = Authenticator(auth_settings or AuthSettings())
+    # FLOW_ENTITLEMENTS: None (unset) means no entitlement checks; a bad value stops the service.
+    entitlements = (entitlement_settings or load_settings("query", EntitlementSettings)).entitlements
     cursors = CursorCodec.from_setting(settings.cursor_key)
 
     @asynccontextmanager
@@ -88,11 +98,37 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
                                                                                         Code.INVALID_QUERY))
     install_auth_error_handler(app)
     app.add_middleware(TokenGate, authenticator=auth)  # the token is checked before anything reads the request
+    app.add_middleware(AccessLog)  # outermost: one flow.access line per request, refused ones too
     # Readiness reads on a connection of its own (flow-query-health), never on the reader's pool.
     mount_health(app, settings, lambda: {"replica": lag_check(app.state.health_db, settings.max_replica_lag_seconds)},
                  database="flow-query-health")
     errors = {status: {"model": ErrorOut} for status in (401, 403, 404, 422, 503)}
     can_read = [Depends(auth.require("flow.read")), Depends(_known_parameters_once)]
+
+    def grant_of(request: Request) -> Grant | None:
+        """What the caller may read (None: FLOW_ENTITLEMENTS unset, no checks); after `can_read`."""
+        if entitlements is None:
+            return None
+        claims = getattr(request.state, "claims", None)
+        return entitlements.grant(claims and claims.client_id)
+
+    def may_see(request: Request, branch: str | None, posted_by: str | None = None) -> bool:
+        """A posting of `branch` is shown to a client entitled to that branch; a rejected one (its branch
+        is not kept: None) to a client entitled to every branch, or to the client that posted it."""
+        grant = grant_of(request)
+        if grant is None:
+            return True
+        if branch is None:
+            client = getattr(getattr(request.state, "claims", None), "client_id", None)
+            return grant.branches == (ALL_BRANCHES,) or (client is not None and posted_by == client)
+        return grant.allows_branch(branch)
+
+    async def entitled_branch(request: Request, branch: BranchPath) -> None:
+        grant = grant_of(request)
+        if grant is not None and not grant.allows_branch(branch):
+            raise FlowError(Code.NOT_ENTITLED, 403)
+
+    account_read = [*can_read, Depends(entitled_branch)]
 
     def date_range(from_: date | None, to: date | None) -> tuple[date, date]:
         to = to or datetime.now(UTC).date()
@@ -103,16 +139,19 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @app.get("/v1/transactions/{id}", response_model=TransactionOut, responses=errors, dependencies=can_read,
              summary="A posting by id: applied (with its content) or rejected (with its code)")
-    async def get_transaction(id: IdPath) -> Response:
+    async def get_transaction(id: IdPath, request: Request) -> Response:
         started = time.time_ns()
         row = await app.state.reader.fetchrow(TRANSACTION_BY_ID, id)
+        if row and not may_see(request, row["branch"]):  # another branch's: as if it did not exist
+            raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
         if row:
             answer = _applied(row)
         else:
             outcome = await app.state.reader.fetchrow(OUTCOME_BY_ID, id)
-            if outcome is None:
+            if outcome is None or not may_see(request, None, outcome.get("callerclient")):
                 raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
-            answer = _rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"])
+            answer = _rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"],
+                               outcome["callersub"], outcome["callerclient"])
         if tracing.enabled():  # a client read the posting: a span in its trace
             tracing.record_posting_span("flow.query.transaction", answer.tracekey, started, time.time_ns(), {
                 "flow.tracekey": str(answer.tracekey), "flow.posting.id": str(id), "flow.status": answer.status})
@@ -120,19 +159,22 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
 
     @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=can_read,
              summary="Every posting that carried a tracekey, applied or rejected (at most `limit`)")
-    async def find_transactions(tracekey: TracekeyQuery, limit: LimitQuery = 100) -> Response:
+    async def find_transactions(tracekey: TracekeyQuery, request: Request, limit: LimitQuery = 100) -> Response:
         started = time.time_ns()
         rows = await app.state.reader.fetch(OUTCOMES_BY_TRACEKEY, tracekey, limit)
+        # Postings of branches the client is not entitled to are left out, as if they did not exist.
+        rows = [row for row in rows if may_see(request, row["branch"], row.get("callerclient"))]
         if tracing.enabled():
             tracing.record_posting_span("flow.query.tracekey", tracekey, started, time.time_ns(), {
                 "flow.tracekey": str(tracekey), "flow.found": len(rows)})
         return model_answer(TransactionList(items=[
             _applied({k: v for k, v in row.items() if not k.startswith("outcome_") and k != "code"}) if row["id"]
-            else _rejected(row["outcome_id"], row["outcome_tracekey"], row["code"], row["outcome_createdat"])
+            else _rejected(row["outcome_id"], row["outcome_tracekey"], row["code"], row["outcome_createdat"],
+                           row["callersub"], row["callerclient"])
             for row in rows]))
 
     @app.get("/v1/accounts/{branch}/{account}/statement", response_model=Statement, responses=errors,
-             dependencies=can_read,
+             dependencies=account_read,
              summary="An account's postings between two reference dates, oldest first, a page at a time, "
                      "each line with the balance after it")
     async def get_statement(branch: BranchPath, account: AccountPath, from_: FromQuery = None, to: ToQuery = None,
@@ -147,7 +189,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
             cursors.encode(page["last_dateref"], page["last_createdat"], page["last_id"]) if more else None)
 
     @app.get("/v1/accounts/{branch}/{account}/balances", response_model=BalanceDays, responses=errors,
-             dependencies=can_read, summary="An account's daily balance rows between two reference dates")
+             dependencies=account_read, summary="An account's daily balance rows between two reference dates")
     async def get_balances(branch: BranchPath, account: AccountPath, from_: FromQuery = None,
                            to: ToQuery = None) -> Response:
         from_, to = date_range(from_, to)
@@ -156,7 +198,7 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
                                         items=[BalanceDay(**row) for row in rows]))
 
     @app.get("/v1/accounts/{branch}/{account}/balance", response_model=BalanceAt, responses=errors,
-             dependencies=can_read, summary="An account's balance at the end of a date (default today, UTC)")
+             dependencies=account_read, summary="An account's balance at the end of a date (default today, UTC)")
     async def get_balance(branch: BranchPath, account: AccountPath, at: Annotated[
             IsoDate | None, Query(alias="date", description="Reference date, YYYY-MM-DD (default: today, UTC)")] = None
                           ) -> Response:

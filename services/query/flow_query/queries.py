@@ -21,17 +21,17 @@ _TRANSACTION = """t.id, t.branch, t.account, t.amount, t.debitcredit, t.eventcod
                   t.details, t.dateref, t.acceptedat, t.createdat"""
 
 TRANSACTION_BY_ID = f"""
-    SELECT {_TRANSACTION}
+    SELECT {_TRANSACTION}, o.callersub, o.callerclient
     FROM flow.outcome o
     JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
     WHERE o.id = $1"""
 
-OUTCOME_BY_ID = "SELECT id, tracekey, code, createdat FROM flow.outcome WHERE id = $1"
+OUTCOME_BY_ID = "SELECT id, tracekey, code, createdat, callersub, callerclient FROM flow.outcome WHERE id = $1"
 
 # Every posting carrying a tracekey, applied (with its content) or rejected.
 OUTCOMES_BY_TRACEKEY = f"""
     SELECT o.id AS outcome_id, o.tracekey AS outcome_tracekey, o.code, o.createdat AS outcome_createdat,
-           {_TRANSACTION}
+           o.callersub, o.callerclient, {_TRANSACTION}
     FROM flow.outcome o
     LEFT JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref
     WHERE o.tracekey = $1

@@ -9,8 +9,19 @@ from pydantic import BaseModel, Field
 
 from flow_kit.events import EventOut
 
-__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "EventList", "Statement", "StatementLine",
+__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "CallerOut", "EventList", "Statement", "StatementLine",
            "TransactionList", "TransactionOut"]
+
+
+class CallerOut(BaseModel):
+    """Who posted: the token's subject and its client (azp, client_id or Entra's appid)."""
+
+    sub: str | None
+    client: str | None
+
+    @classmethod
+    def of(cls, sub: str | None, client: str | None) -> "CallerOut | None":
+        return None if sub is None and client is None else cls(sub=sub, client=client)
 
 
 class TransactionOut(BaseModel):
@@ -29,6 +40,8 @@ class TransactionOut(BaseModel):
     dateref: date | None = None
     acceptedat: datetime | None = None
     createdat: datetime = Field(description="When the engine handled it")
+    caller: CallerOut | None = Field(None, description="Who posted it; null when not recorded (authentication "
+                                                       "disabled, or posted before callers were recorded)")
 
 
 class TransactionList(BaseModel):
