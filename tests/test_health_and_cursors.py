@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest

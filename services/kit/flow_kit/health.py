@@ -56,7 +56,7 @@ def health_router(checks: Callable[[], Mapping[str, Check]], cache_seconds: floa
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        nonlocal cached, running
+        nonlocal running
         if cached is not None and time.monotonic() - cached[0] < cache_seconds:
             return JSONResponse(cached[2], status_code=cached[1])
         if running is None:  # the first caller runs the checks; the others wait for its answer
