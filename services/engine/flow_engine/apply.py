@@ -58,10 +58,10 @@ _POSTINGS = """unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), string_to_
                   string_to_array(:account, chr(31)), CAST(string_to_array(:amount, chr(31)) AS numeric[]),
                   string_to_array(:debitcredit, chr(31)), CAST(:eventcode AS int[]), CAST(:description AS text[]),
                   CAST(:details AS text[]), CAST(:dateref AS date[]), CAST(:acceptedat AS timestamptz[]),
-                  string_to_array(:code, chr(31)), CAST(:callersub AS text[]), CAST(:callerclient AS text[]))
+                  string_to_array(:code, chr(31)), CAST(string_to_array(:caller, chr(31)) AS int[]))
            WITH ORDINALITY
            AS p(id, tracekey, branch, account, amount, debitcredit, eventcode, description, details, dateref,
-                acceptedat, code, callersub, callerclient, ord)"""
+                acceptedat, code, caller, ord)"""
 
 # Step 2. The fingerprint hashes the content (not tracekey nor acceptedat, which a client retrying
 # the same posting may draw anew) and tells a redelivery from an id reused for another posting.
@@ -71,6 +71,8 @@ _POSTINGS = """unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), string_to_
 _RECORD = text(
     f"""WITH posting AS (
            SELECT p.*,
+                  (CAST(:callersub AS text[]))[p.caller] AS callersub,  -- 0, no caller: out of range, null
+                  (CAST(:callerclient AS text[]))[p.caller] AS callerclient,
                   md5(concat_ws(chr(31), p.branch, p.account, p.amount::numeric(15,2)::text, p.debitcredit,
                                 p.eventcode::text, coalesce('=' || p.description, chr(30)),
                                 coalesce('=' || p.details, chr(30)), p.dateref::text))::uuid AS fingerprint
@@ -212,10 +214,14 @@ def _canonical_details(postings: list[Posting]) -> list[str | None]:
     return [None if p.details is None else _CANONICAL(p.details) for p in postings]
 
 
-def _callers(postings: list[Posting]) -> dict[str, list[str | None]]:
-    """Who posted each posting (the token's subject and client), null where the message names nobody."""
-    callers = [p.caller for p in postings]
-    return {"callersub": [c and c.sub for c in callers], "callerclient": [c and c.client for c in callers]}
+def _callers(postings: list[Posting]) -> dict[str, str | list[str | None]]:
+    """Who posted each posting (the token's subject and client): the batch's few distinct callers, and
+    each posting's place among them (from 1; 0 where the message names nobody). One joined string
+    instead of two arrays of the batch's length, which cost the client per element."""
+    known: dict[tuple[str | None, str | None], int] = {}
+    places = [known.setdefault((c.sub, c.client), len(known) + 1) if (c := p.caller) else 0 for p in postings]
+    return {"caller": _SEP.join(map(str, places)), "callersub": [sub for sub, _ in known],
+            "callerclient": [client for _, client in known]}
 
 
 async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int,
