@@ -248,8 +248,9 @@ async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_day
     applied = [n for n in owned if codes[n] is Code.APPLIED]
     if applied:
         keys = sorted({account_lock_key(postings[n].branch, postings[n].account) for n in applied})
+        days = _columns([postings[n] for n in applied], _DAY_COLUMNS)  # before the locks: they are held till commit
         await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
-        await conn.execute(_APPLY_DAYS, _columns([postings[n] for n in applied], _DAY_COLUMNS))
+        await conn.execute(_APPLY_DAYS, days)
 
     if len(owned) == len(postings):  # the usual batch: every posting new, each id once
         return [Outcome(p.id, p.tracekey, code) for p, code in zip(postings, codes)]
