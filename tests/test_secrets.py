@@ -107,6 +107,22 @@ async def test_create_database_logs_in_with_the_secrets_credentials(stack, role,
         await engine.dispose()
 
 
+async def test_a_replica_shares_the_primarys_secret_and_keeps_its_own_server(stack, role, secret):
+    # flow_app's secret on RDS names the primary; query, told so, takes only the login from it.
+    name, password = role
+    primarys = await secret({"username": name, "password": password, "host": "127.0.0.1",
+                             "port": stack.postgres.port, "dbname": "flow"})
+    settings = _settings(stack, primarys, f"postgresql+asyncpg://127.0.0.1:{stack.replica.port}/flow")
+    for server_from_secret, expected_in_recovery in ((True, False), (False, True)):
+        engine = create_database(settings.model_copy(update={"database_server_from_secret": server_from_secret}),
+                                 "t-replica")
+        try:
+            who, database, in_recovery, *_ = await _whoami(engine)
+            assert (who, database, in_recovery) == (name, "flow", expected_in_recovery)
+        finally:
+            await engine.dispose()
+
+
 async def test_without_a_secret_it_is_create_engine(stack):
     settings = DatabaseSettings(database_url=stack.database_url, database_pool_size=3)
     engine, plain = create_database(settings, "t-plain"), create_engine(stack.database_url, 3, "t-plain")

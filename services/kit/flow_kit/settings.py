@@ -1,5 +1,7 @@
 """Settings every FLOW service shares; each service subclasses with its own env prefix."""
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,3 +44,16 @@ class DatabaseSettings(ServiceSettings):
     # port, dbname): it supplies those parts of the connection, the URL the rest. See flow_kit.secrets.
     database_secret_id: str | None = None
     database_secret_refresh_seconds: float = Field(300.0, gt=0)
+    # False: only the secret's user and password are used, the URL names the server. For a read replica
+    # that shares the primary's login, whose secret (RDS's rotation needs it so) names the primary.
+    database_server_from_secret: bool = True
+    # TLS to the database (flow_kit.tls): verify-full checks the server's certificate against
+    # database_sslrootcert (RDS: its global CA bundle) and its host name; unset, asyncpg's default (prefer).
+    database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    database_sslrootcert: str | None = None
+
+    @model_validator(mode="after")
+    def _rootcert_needs_verification(self):
+        if self.database_sslrootcert and self.database_sslmode not in ("verify-ca", "verify-full"):
+            raise ValueError("database_sslrootcert is only used with database_sslmode verify-ca or verify-full")
+        return self
