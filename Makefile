@@ -1,5 +1,5 @@
 # FLOW: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run test setup images lock clean
+.PHONY: run test setup images lock clean plan deploy
 
 PY := .venv/bin/python
 
@@ -22,6 +22,14 @@ test: setup
 # flow-ingest, flow-engine and flow-query, built with buildah (installed as root on Debian/Ubuntu).
 images: setup
 	@bash tools/images.sh
+
+# tools/deploy, the one deploy command (README, "From a change to production"): `make plan` plans every
+# environment without AWS or a cluster; `make deploy ENV=dev DEPLOY_ARGS='--images F --gate DIR'` deploys one.
+plan: setup
+	@for env in dev staging prod; do tools/deploy $$env --plan || exit 1; done
+
+deploy: setup
+	@tools/deploy $(ENV) $(DEPLOY_ARGS)
 
 # Re-resolve the app's dependencies after changing a pyproject.toml: requirements.lock is what the
 # services run with (the images install it), requirements-dev.lock adds the test tools.
