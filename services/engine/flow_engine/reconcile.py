@@ -1,5 +1,7 @@
 """Reconciliation, the design's periodic balance check: recomputes every daily row (day totals and
-accumulated totals) from flow.transaction and reports each row that differs. It changes nothing.
+accumulated totals) from flow.transaction, and from the archived months' per account/day sums
+(flow.archived_day, kept when the archive job drops a month), and reports each row that differs. It
+changes nothing.
 
     python -m flow_engine.reconcile --database-url URL [--branch B] [--account-from A] [--account-to A]
                                     [--from YYYY-MM-DD] [--to YYYY-MM-DD]
@@ -19,6 +21,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flow_kit import tls
 from flow_kit.codes import Code
 from flow_kit.db import create_engine
 
@@ -37,7 +40,13 @@ _MISMATCHES = text(
            SELECT branch, account, dateref,
                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS totaldebit,
                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'C'), 0) AS totalcredit
-           FROM scope GROUP BY branch, account, dateref),
+           FROM scope GROUP BY branch, account, dateref
+           UNION ALL  -- archived months' days (sql/0009): their postings are in the data lake, their sums here
+           SELECT branch, account, dateref, totaldebit, totalcredit FROM flow.archived_day
+           WHERE (CAST(:branch AS text) IS NULL OR branch = :branch)
+             AND (CAST(:account_from AS text) IS NULL OR account >= :account_from)
+             AND (CAST(:account_to AS text) IS NULL OR account <= :account_to)
+             AND dateref <= :to),
        expected AS (
            SELECT branch, account, dateref, totaldebit, totalcredit,
                   sum(totaldebit) OVER w AS accumulateddebit, sum(totalcredit) OVER w AS accumulatedcredit
@@ -86,7 +95,7 @@ async def find_mismatches(conn: AsyncConnection, *, branch: str | None = None, a
 
 
 async def _run(args: argparse.Namespace) -> int:
-    engine = create_engine(args.database_url, 1, "flow-reconcile")
+    engine = create_engine(args.database_url, 1, "flow-reconcile", args.ssl)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
@@ -110,9 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account-to")
     parser.add_argument("--from", dest="from_", type=date.fromisoformat, default=date.min)
     parser.add_argument("--to", type=date.fromisoformat, default=date.max)
+    tls.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("set FLOW_DATABASE_URL (or pass --database-url)")
+    try:
+        args.ssl = tls.database_ssl(args.database_sslmode, args.database_sslrootcert)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
     return asyncio.run(_run(args))
 
 
