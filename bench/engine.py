@@ -7,6 +7,9 @@ for a uniform load over 10,000 accounts and for one hot account:
       parsed from the queue's JSON and applied in one transaction);
   (c) plain COPY of the same rows into flow.transaction, no balance work (the ceiling);
 then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and the engine's peak RSS;
+then (b) again with every account registered in flow.account with an overdraft limit (--limit), so
+the engine judges each account's postings under its lock, printed beside (b) on accounts opened by
+their first posting (no row, no limit: today's loads);
 and where (b) and (c) spend CPU per posting: PostgreSQL's (the cluster's processes) and the engine's.
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s, and accept-to-callback
 latency at 70% of that rate (and, with --e2e-rates, at fixed rates of single-posting requests).
@@ -295,6 +298,31 @@ async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args
             "copy_server_cpu": statistics.median(copy_server_cpu)}
 
 
+async def measure_registered(cluster: PostgresCluster, label: str, bodies: list[dict], accounts: int, args) -> dict:
+    """(b) on accounts registered with an overdraft limit: the median rate of --repeat runs, the share of
+    postings refused for funds (R028), and reconciliation."""
+    server = cluster.url.rsplit("/", 1)[0]
+    rates, refused, wrong = [], [], 0
+    for n in range(args.repeat):
+        url = await fresh_database(server, f"bench_{label}_limits_{n}")
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        await conn.execute(
+            """INSERT INTO flow.account (branch, account, overdraftlimit, tracekey, updatetracekey)
+               SELECT '0001', lpad(n::text, 9, '0'), $1, gen_random_uuid(), gen_random_uuid()
+               FROM generate_series(0, $2 - 1) AS n""", Decimal(args.limit), accounts)
+        await conn.execute("ANALYZE flow.account")
+        await conn.close()
+        rate, _, _ = await asyncio.to_thread(run_engine, url, bodies, args.processes, args.pollers, args.batch)
+        await backends_gone(url)
+        rates.append(rate)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        refused.append(await conn.fetchval("SELECT count(*) FROM flow.outcome WHERE code = 'R028'") / len(bodies))
+        await conn.close()
+        wrong += await mismatches(url)
+    return {"engine": statistics.median(rates), "engine_runs": rates, "refused": statistics.median(refused),
+            "engine_wrong": wrong}
+
+
 async def end_to_end(count: int, rates: list[float]) -> dict:
     """Postings through ingest's HTTP API, LocalStack and the engine, on one local stack: `count` one per
     request, then 5 x `count` in requests of 500 (`POST /v1/transactions/batch`). Each way twice: as
@@ -395,6 +423,7 @@ async def main() -> None:
     parser.add_argument("--pollers", type=int, default=2, help="pollers per process (FLOW_ENGINE_POLLERS)")
     parser.add_argument("--batch", type=int, default=500, help="postings per batch (FLOW_ENGINE_BATCH_SIZE)")
     parser.add_argument("--repeat", type=int, default=3, help="engine and COPY runs per load (medians are printed)")
+    parser.add_argument("--limit", default="100000.00", help="the registered accounts' overdraft limit")
     parser.add_argument("--e2e", type=int, default=0, metavar="N", help="also N postings end to end through LocalStack")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end measurement")
     parser.add_argument("--e2e-rates", default="", metavar="R,R",
@@ -413,6 +442,10 @@ async def main() -> None:
         results = {
             "uniform": await measure(cluster, "uniform", generate(args.postings, 10_000, 1), args),
             "hot": await measure(cluster, "hot", generate(args.postings, 1, 2), args),
+        }
+        registered = {
+            "uniform": await measure_registered(cluster, "uniform", generate(args.postings, 10_000, 1), 10_000, args),
+            "hot": await measure_registered(cluster, "hot", generate(args.postings, 1, 2), 1, args),
         }
     finally:
         cluster.stop()
@@ -442,6 +475,14 @@ async def main() -> None:
               f"{r['copy_server_cpu']:4.1f} µs")
     print(f"(seed CTE measured for at most {SEED_SECONDS} s per load: {results['uniform']['seed_applied']} and "
           f"{results['hot']['seed_applied']} postings applied)")
+    print(f"\n(b) on accounts opened by their first posting (no limit) and on registered accounts with an overdraft "
+          f"limit of {args.limit}:")
+    print(f"{'load':8} {'first posting/s':>16} {'registered/s':>13} {'ratio':>6} {'refused R028':>13} {'wrong rows':>10}")
+    for label, r in registered.items():
+        print(f"{label:8} {results[label]['engine']:>16,.0f} {r['engine']:>13,.0f} "
+              f"{r['engine'] / results[label]['engine']:>6.2f} {r['refused']:>12.1%} {r['engine_wrong']:>10}")
+    for label, r in registered.items():
+        print(f"{label} registered runs/s: {', '.join(f'{x:,.0f}' for x in r['engine_runs'])}")
     if args.e2e:
         await print_end_to_end(args.e2e, args.e2e_rates)
 

@@ -1,5 +1,7 @@
 """Engines killed with SIGKILL again and again while postings flow: at the end every posting is
-applied exactly once, reconciliation finds nothing wrong, and every outcome reached FlowCallback."""
+decided exactly once (applied, or refused for funds on the accounts with an overdraft limit),
+reconciliation finds nothing wrong, no limited account's day ends below its limit, and every
+outcome reached FlowCallback."""
 
 import asyncio
 import json
@@ -11,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 
 from flow_engine.reconcile import find_mismatches
 from flow_kit.db import create_engine
@@ -24,7 +27,11 @@ pytestmark = pytest.mark.integration
 
 POSTINGS = 20_000
 ACCOUNTS = 500
+LIMITED = 50  # the first accounts are registered with an overdraft limit: their debits race it
+LIMIT = Decimal("1000.00")
 EXTRA_ENGINES = 2
+_COUNT_DECIDED = text("SELECT count(*) FROM flow.outcome WHERE id = ANY(CAST(:ids AS uuid[]))")
+_DECIDED = text("SELECT id::text, code FROM flow.outcome WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 
 def _messages(branch: str, rng: random.Random) -> list[dict]:
@@ -70,6 +77,13 @@ async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, repor
     ports = [free_port() for _ in range(EXTRA_ENGINES)]
     engines = {port: stack.start_engine(port) for port in ports}
     db = create_engine(stack.database_url, 2)
+    limited = {f"{n:09d}" for n in range(LIMITED)}
+    ids = [uuid.UUID(m["id"]) for m in messages]
+    async with db.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO flow.account (branch, account, overdraftlimit, tracekey, updatetracekey) "
+            f"SELECT '{branch}', lpad(n::text, 9, '0'), {LIMIT}, gen_random_uuid(), gen_random_uuid() "
+            f"FROM generate_series(0, {LIMITED - 1}) AS n")
     kills = 0
     started = time.perf_counter()
     try:
@@ -78,9 +92,7 @@ async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, repor
         while True:
             await asyncio.sleep(rng.uniform(1.0, 2.5))
             async with db.connect() as conn:
-                done = (await conn.exec_driver_sql(
-                    "SELECT count(*) FROM flow.outcome o JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref "
-                    f"WHERE t.branch = '{branch}'")).scalar()
+                done = (await conn.execute(_COUNT_DECIDED, {"ids": ids})).scalar()
             if done >= POSTINGS and publishing.done():
                 break
             assert time.perf_counter() - started < 400, \
@@ -96,19 +108,29 @@ async def test_sigkilled_engines_lose_and_double_nothing(stack, callbacks, repor
         outcomes = await collecting
         reported_at = time.perf_counter()
 
+        async with db.connect() as conn:
+            codes = dict((await conn.execute(_DECIDED, {"ids": ids})).all())
+        refused = {m["id"] for m in messages if codes[m["id"]] == "R028"}
+        assert set(codes.values()) <= {"R000", "R028"} and len(refused) > 100
+        assert all(m["account"] in limited and m["debitcredit"] == "D" for m in messages if m["id"] in refused)
         reference = ReferenceLedger()
         for m in messages:
-            reference.apply(Posted(m["id"], branch, m["account"], Decimal(m["amount"]),
-                                   m["debitcredit"], datetime.fromisoformat(m["dateref"]).date()))
+            if m["id"] not in refused:
+                reference.apply(Posted(m["id"], branch, m["account"], Decimal(m["amount"]),
+                                       m["debitcredit"], datetime.fromisoformat(m["dateref"]).date()))
         assert await transaction_ids(db, branch) == sorted(reference.postings)
+        rows = await balance_rows(db, branch)
+        # A debit is applied only if every day from its dateref on holds; credits only raise balances.
+        assert all(credit - debit >= -LIMIT for (account, _), (_, _, debit, credit) in rows.items() if account in limited)
         assert await balance_rows(db, branch) == expected_rows(reference)
         async with db.connect() as conn:
             assert await find_mismatches(conn, branch=branch) == []
         missing = [m for m in messages if m["tracekey"] not in outcomes]
         assert not missing, f"{len(missing)} outcomes never reached FlowCallback"
-        assert all(o["status"] == "applied" for m in messages for o in outcomes[m["tracekey"]])
+        assert all(o["code"] == codes[m["id"]] for m in messages for o in outcomes[m["tracekey"]])
         repeats = sum(len(outcomes[m["tracekey"]]) - 1 for m in messages)
-        report(f"crash: {POSTINGS} postings, {kills} SIGKILLs of {EXTRA_ENGINES} extra engines: all applied once after "
+        report(f"crash: {POSTINGS} postings ({len(refused)} refused for funds), {kills} SIGKILLs of {EXTRA_ENGINES} "
+               f"extra engines: all decided once after "
                f"{applied_at - started:.1f} s, all callbacks after {reported_at - started:.1f} s "
                f"({repeats} repeated callbacks, deduplicable by messageid)")
     finally:

@@ -42,7 +42,8 @@ async def catalogue_restored(ingest_url, http):
     for code, description, allowdebit, allowcredit in ((1, "Transfer", True, True), (2, "Fee", True, False),
                                                        (3, "Deposit", False, True)):
         restored = await http.patch(f"{ingest_url}/v1/events/{code}", json={
-            "description": description, "active": True, "allowdebit": allowdebit, "allowcredit": allowcredit})
+            "description": description, "active": True, "allowdebit": allowdebit, "allowcredit": allowcredit,
+            "forced": False})
         assert restored.status_code == 200, restored.text
 
 

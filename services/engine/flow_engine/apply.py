@@ -5,14 +5,24 @@ as columns (see _POSTINGS). Per batch:
 1. judge each posting against the event catalogue and the retroactive window;
 2. record each id's outcome, insert the applied postings into flow.transaction and queue the new
    outcomes' callbacks in the outbox (one statement). The outcome's primary key is the posting id,
-   so a redelivered posting finds its outcome already there and changes nothing;
+   so a redelivered posting finds its outcome already there and changes nothing. The same statement
+   looks the batch's accounts up in the registry (flow.account) and returns the *ruled* ones: those
+   with a status other than active, or a limit (and, when unknown accounts are refused, those with no
+   row). Their postings are recorded as applied for now;
 3. lock the applied postings' accounts (advisory locks, taken in one global order, so parallel
    engines never deadlock and two batches of one account move its balances one after the other).
    Steps 1-2 take no account lock, so batches sharing accounts do that work side by side;
+3b. only when the batch has ruled accounts: read their registry rows and day rows as they are now,
+   under the locks, and judge their postings in batch order (account_rules.py); a posting refused
+   there has its outcome turned into the rejection (with its figures), its transaction row removed
+   and its callback's code changed, all in this transaction, so nothing of it is ever seen applied;
 4. move those accounts' day rows from the earliest day the batch touches: day totals by the batch,
    accumulated totals by its running sum (retroactive postings move every later day); new days
    continue from the row before. A statement of its own, so its snapshot sees every batch that held
-   the locks before.
+   the locks before. It also writes each applied posting's balance (and available balance) after
+   the batch into its callback, and checks that no account the batch took for unruled in step 2
+   gained a rule before the locks were taken (an admin change, which takes the same lock, committed
+   in between): then the batch fails as a serialization failure and is tried again, judged anew.
 Everything commits together: no effect without its callback, no callback without its effect.
 
 The ledger's limits are constraints the day rows carry (sql/0006); a batch that breaks one fails
@@ -20,17 +30,19 @@ whole, and the consumer isolates the posting that did (see consumer.py), which i
 rejected with the rule's code (`refuse`) instead of applied.
 """
 
-import hashlib
 import json
+from datetime import date
 from operator import attrgetter
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flow_kit.accounts import account_lock_key
 from flow_kit.codes import Code
 from flow_kit.posting import check_dateref, fingerprint
 
+from .account_rules import AccountState, Refusal
 from .message import Posting
 from .outcome import Outcome
 
@@ -47,7 +59,7 @@ def ledger_rule(exc: BaseException) -> Code | None:
     return LEDGER_RULES.get(getattr(cause, "constraint_name", None))
 
 _EVENTS = text(
-    "SELECT code, active, allowdebit, allowcredit FROM flow.event WHERE code = ANY(CAST(:codes AS int[]))"
+    "SELECT code, active, allowdebit, allowcredit, forced FROM flow.event WHERE code = ANY(CAST(:codes AS int[]))"
 )
 
 # The postings as columns, in batch order (`ord`). Columns whose values never hold the unit separator
@@ -66,8 +78,9 @@ _POSTINGS = """unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), string_to_
 # Step 2. The fingerprint hashes the content (not tracekey nor acceptedat, which a client retrying
 # the same posting may draw anew) and tells a redelivery from an id reused for another posting.
 # Outcomes are inserted in id order, so two batches racing on overlapping ids wait in one order.
-# Returns the positions whose outcome this batch recorded and, when those are not all, every posting's
-# fingerprint (batch order).
+# The outbox row lists the recorded outcomes in batch order, so step 4 can write figures beside them.
+# Returns the positions whose outcome this batch recorded, its outbox row, the ruled accounts
+# ("branch<US>account") and, when the recorded are not all, every posting's fingerprint (batch order).
 _RECORD = text(
     f"""WITH posting AS (
            SELECT p.*,
@@ -84,17 +97,32 @@ _RECORD = text(
            SELECT id, tracekey, fingerprint, code, dateref, callersub, callerclient FROM first_copy ORDER BY id
            ON CONFLICT (id) DO NOTHING
            RETURNING id, tracekey, code),
+       owned AS (  -- the postings whose outcome this batch recorded
+           SELECT f.* FROM first_copy f JOIN recorded USING (id)),
        applied AS (
            INSERT INTO flow.transaction (id, branch, account, amount, debitcredit, eventcode, description,
                                          tracekey, details, dateref, acceptedat, callersub, callerclient)
            SELECT f.id, f.branch, f.account, f.amount, f.debitcredit, f.eventcode, f.description, f.tracekey,
                   CAST(f.details AS json), f.dateref, f.acceptedat, f.callersub, f.callerclient
-           FROM first_copy f JOIN recorded USING (id)
+           FROM owned f
            WHERE f.code = :applied),
        announced AS (  -- the new outcomes' callbacks, in the batch's transaction
            INSERT INTO flow.callback_outbox (ids, tracekeys, codes)
-           SELECT array_agg(id), array_agg(tracekey), array_agg(code) FROM recorded HAVING count(*) > 0)
-       SELECT ARRAY(SELECT f.ord - 1 FROM first_copy f JOIN recorded USING (id)) AS owned,
+           SELECT array_agg(id), array_agg(tracekey), array_agg(code)  -- in batch order: one sort for the three
+           FROM (SELECT id, tracekey, code FROM owned ORDER BY ord) o HAVING count(*) > 0
+           RETURNING seq),
+       ruled AS (  -- accounts with a rule for step 3b; none in the usual batch. L: active with a limit only.
+                   -- One index probe per account (OFFSET 0 keeps it one): never a scan of the registry.
+           SELECT f.branch, f.account, coalesce(a.kind, CASE WHEN :reject_unknown THEN 'S' END) AS kind
+           FROM (SELECT DISTINCT branch, account FROM owned WHERE code = :applied) f
+           LEFT JOIN LATERAL (
+               SELECT CASE WHEN a.status <> 'active' THEN 'S' WHEN a.overdraftlimit IS NOT NULL THEN 'L' ELSE '' END
+                      AS kind
+               FROM flow.account a
+               WHERE (SELECT EXISTS (SELECT FROM flow.account))  -- evaluated once: no registry, no probes
+                 AND a.branch = f.branch AND a.account = f.account OFFSET 0) a ON true)
+       SELECT ARRAY(SELECT ord - 1 FROM owned) AS owned, (SELECT seq FROM announced) AS seq,
+              ARRAY(SELECT kind || branch || chr(31) || account FROM ruled WHERE kind <> '') AS ruled,
               CASE WHEN (SELECT count(*) FROM recorded) < :count  -- only a batch with repeats needs them
                    THEN (SELECT array_agg(fingerprint ORDER BY ord) FROM posting) END AS fingerprints"""
 )
@@ -113,11 +141,54 @@ _LOCK_ACCOUNTS = text(
     "SELECT pg_advisory_xact_lock(key) FROM unnest(CAST(:keys AS bigint[])) AS key"
 )
 
+# Step 3b: the ruled accounts as they are under the locks: the registry row (status null: none) and
+# the end-of-day balances from `since` (the earliest day the batch touches) on, and the one before.
+_RULED_STATE = text(
+    """SELECT a.status, a.blockdebit, a.blockcredit, a.overdraftlimit,
+              coalesce((SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
+                        WHERE b.branch = w.branch AND b.account = w.account AND b.dateref < w.since
+                        ORDER BY b.dateref DESC LIMIT 1), 0) AS opening,
+              d.days, d.balances
+       FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)), CAST(:since AS date[]))
+            WITH ORDINALITY AS w(branch, account, since, ord)
+       LEFT JOIN LATERAL (
+           SELECT * FROM flow.account a WHERE a.branch = w.branch AND a.account = w.account OFFSET 0) a ON true
+       CROSS JOIN LATERAL (
+           SELECT array_agg(b.dateref ORDER BY b.dateref) AS days,
+                  array_agg(b.accumulatedcredit - b.accumulateddebit ORDER BY b.dateref) AS balances
+           FROM flow.balance b
+           WHERE b.branch = w.branch AND b.account = w.account AND b.dateref >= w.since) d
+       ORDER BY w.ord"""
+)
+
+# Step 3b's refusals: recorded as applied in step 2, now rejected: the outcome takes the code and
+# figures, the transaction row goes, the outbox row's codes and figures are rewritten (batch order).
+# (The relay reads a funds refusal's figures from its outcome.) The transaction rows are found by id
+# and dateref lists, so only the partitions of those days are searched.
+_REFUSE = text(
+    """WITH refused AS (
+           SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:code AS text[]), CAST(:available AS numeric[]),
+                                CAST(:shortfall AS numeric[]), CAST(:breakday AS date[]))
+                    AS r(id, code, available, shortfall, breakday)),
+       outcome AS (
+           UPDATE flow.outcome o
+           SET code = r.code, available = r.available, shortfall = r.shortfall, breakday = r.breakday
+           FROM refused r WHERE o.id = r.id),
+       removed AS (
+           DELETE FROM flow.transaction
+           WHERE id = ANY(CAST(:id AS uuid[])) AND dateref = ANY(CAST(:dateref AS date[])))
+       UPDATE flow.callback_outbox SET codes = CAST(:codes AS text[]) WHERE seq = :seq"""
+)
+
 # Step 4, over the applied postings, summed per account and day (`delta`, with `upto`: the batch's
 # running sum over the account's touched days, which holds until the next touched day). Stored day
 # rows from the first touched day on move by it (and a touched day's totals by that day's delta);
 # a touched day with no row yet gets one, its running totals continuing from the stored row before
 # it. Both read the statement's snapshot, taken after the locks: what the batch found stored.
+# Then each applied posting's callback gets its account's balance as of today (the latest day row,
+# which the statement just wrote: no dateref is in the future) and available balance (balance +
+# limit; null without a limit), in the outbox row's arrays of the applied outcomes, in batch order;
+# and the registry check (see above).
 _APPLY_DAYS = text(
     """WITH posting AS (
            SELECT * FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)),
@@ -149,10 +220,11 @@ _APPLY_DAYS = text(
            FROM delta d
            WHERE b.branch = d.branch AND b.account = d.account
              AND b.dateref >= d.dateref AND (b.dateref < d.next_day OR d.next_day IS NULL)
-           RETURNING b.branch, b.account, b.dateref),
+           RETURNING b.branch, b.account, b.dateref, b.accumulateddebit, b.accumulatedcredit),
        new_day AS MATERIALIZED (  -- touched days without a stored row (NOT IN: a hashed lookup in `moved`)
            SELECT d.* FROM delta d
-           WHERE (d.branch, d.account, d.dateref) NOT IN (SELECT branch, account, dateref FROM moved))
+           WHERE (d.branch, d.account, d.dateref) NOT IN (SELECT branch, account, dateref FROM moved)),
+       opened AS (
        INSERT INTO flow.balance (branch, account, dateref, totaldebit, totalcredit, accumulateddebit,
                                  accumulatedcredit, tracekey, updatetracekey)
        SELECT d.branch, d.account, d.dateref, d.debit, d.credit,
@@ -165,21 +237,39 @@ _APPLY_DAYS = text(
            FROM flow.balance b
            WHERE b.branch = d.branch AND b.account = d.account AND b.dateref < d.dateref
            ORDER BY b.dateref DESC
-           LIMIT 1) before ON true"""
+           LIMIT 1) before ON true
+       RETURNING branch, account, dateref, accumulateddebit, accumulatedcredit),
+       latest AS (  -- each account's balance after the batch, with its registry row as it is now. Running
+                    -- totals never decrease, so the latest day row holds both maxima: no sort needed.
+           SELECT r.branch, r.account, r.balance, a.status, a.overdraftlimit
+           FROM (SELECT branch, account, max(accumulatedcredit) - max(accumulateddebit) AS balance
+                 FROM (TABLE moved UNION ALL TABLE opened) r GROUP BY branch, account) r
+           LEFT JOIN LATERAL (  -- one index probe per account, as in step 2
+               SELECT a.status, a.overdraftlimit FROM flow.account a
+               WHERE (SELECT EXISTS (SELECT FROM flow.account))
+                 AND a.branch = r.branch AND a.account = r.account OFFSET 0) a ON true),
+       announced AS (  -- one balance (and available balance) per applied posting, in batch order
+           UPDATE flow.callback_outbox o
+           SET balances = f.balances, availables = f.availables
+           FROM (SELECT array_agg(l.balance ORDER BY p.ord) AS balances,
+                        CASE WHEN bool_or(l.overdraftlimit IS NOT NULL)
+                             THEN array_agg(l.balance + l.overdraftlimit ORDER BY p.ord) END AS availables
+                 FROM posting p JOIN latest l USING (branch, account)) f
+           WHERE o.seq = :seq)
+       SELECT CASE WHEN EXISTS (
+                  SELECT FROM latest
+                  WHERE (status <> 'active' OR overdraftlimit IS NOT NULL)
+                    AND branch || chr(31) || account <> ALL (CAST(:ruled AS text[]))
+                    AND NOT (status = 'active' AND branch || chr(31) || account = ANY (CAST(:credited AS text[]))))
+              THEN flow.registry_moved() END"""
 )
 
 
-def account_lock_key(branch: str, account: str) -> int:
-    """A stable signed 64-bit key per account, the same in every engine process."""
-    digest = hashlib.blake2b(f"{branch}/{account}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _judge(posting: Posting, events: dict[int, tuple[bool, bool, bool]], window_days: int) -> Code:
+def _judge(posting: Posting, events: dict[int, tuple[bool, bool, bool, bool]], window_days: int) -> Code:
     event = events.get(posting.eventcode)
     if event is None:
         return Code.EVENT_NOT_FOUND
-    active, allowdebit, allowcredit = event
+    active, allowdebit, allowcredit, _ = event
     if not active:
         return Code.EVENT_INACTIVE
     if posting.debitcredit == "D" and not allowdebit:
@@ -225,16 +315,17 @@ def _callers(postings: list[Posting]) -> dict[str, str | list[str | None]]:
 
 
 async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int,
-                      refuse: Code | None = None) -> list[Outcome]:
+                      refuse: Code | None = None, reject_unknown: bool = False) -> list[Outcome]:
     """Applies `postings` inside the caller's transaction; returns one outcome per posting, in order.
     With `refuse` (a ledger rule's code), what would be applied is recorded as rejected with it.
+    With `reject_unknown`, postings to accounts that are not in the registry are rejected (R029).
 
     The caller commits; nothing here is visible to others, nor announced, until then.
     """
     if not postings:
         return []
     rows = await conn.execute(_EVENTS, {"codes": sorted({p.eventcode for p in postings})})
-    events = {r.code: (r.active, r.allowdebit, r.allowcredit) for r in rows}
+    events = {r.code: (r.active, r.allowdebit, r.allowcredit, r.forced) for r in rows}
     codes = [_judge(p, events, window_days) for p in postings]
     if refuse:
         codes = [refuse if code is Code.APPLIED else code for code in codes]
@@ -242,19 +333,82 @@ async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_day
     recorded = (await conn.execute(_RECORD, {
         **_columns(postings), **_callers(postings), "details": _canonical_details(postings),
         "code": _SEP.join(c.value for c in codes),
-        "applied": Code.APPLIED.value, "count": len(postings),
+        "applied": Code.APPLIED.value, "count": len(postings), "reject_unknown": reject_unknown,
     })).one()
     owned: list[int] = sorted(recorded.owned)  # batch order: a day row's updatetracekey is its last posting
     applied = [n for n in owned if codes[n] is Code.APPLIED]
     if applied:
         keys = sorted({account_lock_key(postings[n].branch, postings[n].account) for n in applied})
-        days = _columns([postings[n] for n in applied], _DAY_COLUMNS)  # before the locks: they are held till commit
+        days = _day_columns(postings, applied, recorded)  # before the locks: they are held till commit
         await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
-        await conn.execute(_APPLY_DAYS, days)
+        if recorded.ruled:
+            ruled, credited = _to_judge(postings, applied, recorded.ruled)
+            days.update(ruled=list(ruled), credited=credited)
+            refused = await _judge_ruled(conn, postings, applied, ruled, events)
+            if refused:
+                await _refuse(conn, postings, codes, owned, refused, recorded.seq)
+                applied = [n for n in applied if n not in refused]
+                days = {**_day_columns(postings, applied, recorded), "ruled": list(ruled), "credited": credited}
+        if applied:
+            await conn.execute(_APPLY_DAYS, days)
 
     if len(owned) == len(postings):  # the usual batch: every posting new, each id once
         return [Outcome(p.id, p.tracekey, code) for p, code in zip(postings, codes)]
     return await _settle_repeats(conn, postings, codes, owned, recorded.fingerprints)
+
+
+def _day_columns(postings: list[Posting], applied: list[int], recorded) -> dict:
+    return {**_columns([postings[n] for n in applied], _DAY_COLUMNS), "seq": recorded.seq, "ruled": [],
+            "credited": []}
+
+
+def _to_judge(postings: list[Posting], applied: list[int], ruled: list[str]) -> tuple[set[str], list[str]]:
+    """Of step 2's ruled accounts, those step 3b must judge, and those it need not: active accounts whose
+    only rule is a limit and which the batch only credits (a limit judges debits alone). Step 4 checks
+    that these are still active once locked."""
+    debited = {f"{postings[n].branch}{_SEP}{postings[n].account}" for n in applied if postings[n].debitcredit == "D"}
+    judged = {key[1:] for key in ruled if key[0] == "S" or key[1:] in debited}
+    return judged, [key[1:] for key in ruled if key[1:] not in judged]
+
+
+async def _judge_ruled(conn: AsyncConnection, postings: list[Posting], applied: list[int], ruled: set[str],
+                       events: dict[int, tuple[bool, bool, bool, bool]]) -> dict[int, Refusal]:
+    """Step 3b: the refusals among the ruled accounts' postings, judged in batch order under the locks."""
+    since: dict[str, date] = {}  # "branch<US>account" -> the earliest day the batch touches
+    mine = []
+    for n in applied:
+        p = postings[n]
+        key = f"{p.branch}{_SEP}{p.account}"
+        if key in ruled:
+            mine.append((n, key))
+            if key not in since or p.dateref < since[key]:
+                since[key] = p.dateref
+    accounts = [key.split(_SEP) for key in since]
+    rows = await conn.execute(_RULED_STATE, {"branch": _SEP.join(b for b, _ in accounts),
+                                             "account": _SEP.join(a for _, a in accounts), "since": list(since.values())})
+    states = {key: AccountState(registered=status is not None, status=status, blockdebit=blockdebit,
+                                blockcredit=blockcredit, limit=limit, opening=opening, days=days or [],
+                                balances=balances or [])
+              for key, (status, blockdebit, blockcredit, limit, opening, days, balances) in zip(since, rows)}
+    refused = {}
+    for n, key in mine:
+        p = postings[n]
+        refusal = states[key].judge(p.debitcredit, p.amount, p.dateref, events[p.eventcode][3])
+        if refusal is not None:
+            refused[n] = refusal
+    return refused
+
+
+async def _refuse(conn: AsyncConnection, postings: list[Posting], codes: list[Code], owned: list[int],
+                  refused: dict[int, Refusal], seq: int) -> None:
+    """Turns step 3b's refusals into rejections: outcome, transaction row, callback (see _REFUSE)."""
+    for n, refusal in refused.items():
+        codes[n] = refusal.code
+    await conn.execute(_REFUSE, {
+        "id": [postings[n].id for n in refused], "dateref": [postings[n].dateref for n in refused],
+        "code": [r.code.value for r in refused.values()], "available": [r.available for r in refused.values()],
+        "shortfall": [r.shortfall for r in refused.values()], "breakday": [r.breakday for r in refused.values()],
+        "codes": [codes[n].value for n in owned], "seq": seq})
 
 
 async def _settle_repeats(conn: AsyncConnection, postings: list[Posting], codes: list[Code], owned: list[int],

@@ -224,7 +224,8 @@ class Consumer:
         ):
             with attempt:
                 async with self._db.begin() as conn:
-                    outcomes = await apply_batch(conn, postings, self._settings.retroactive_days, refuse)
+                    outcomes = await apply_batch(conn, postings, self._settings.retroactive_days, refuse,
+                                                 reject_unknown=self._settings.unknown_accounts == "reject")
         BATCH_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(postings))
         return outcomes

@@ -1,5 +1,5 @@
 """The outbox relay: publishes the callbacks the engine queued in flow.callback_outbox (one row per
-applied batch: the outcomes' ids, tracekeys and codes, rendered into messages here) and deletes each
+applied batch: the outcomes' ids, tracekeys and codes, and their figures, rendered into messages here) and deletes each
 row once SNS accepted all of it; a partly published row keeps only what is left. Rows are claimed
 with SKIP LOCKED, so every engine process can relay at once; what fails to publish stays and is tried
 again with backoff, so an SNS outage delays callbacks and loses none, and a crash between commit and
@@ -8,6 +8,8 @@ publish only means a later (possibly repeated) publish."""
 import asyncio
 import logging
 import time
+from itertools import repeat
+from typing import NamedTuple
 from uuid import UUID
 
 from prometheus_client import Counter, Gauge
@@ -18,7 +20,7 @@ from flow_kit import tracing
 from flow_kit.codes import Code
 
 from .callbacks import CallbackPublisher
-from .outcome import Outcome
+from .outcome import Outcome, figures
 
 __all__ = ["CallbackRelay"]
 
@@ -29,16 +31,20 @@ FAILED = Counter("flow_engine_callback_publish_failures_total", "Callbacks SNS d
 OLDEST = Gauge("flow_engine_callback_outbox_oldest_seconds", "Age of the oldest callback waiting in the outbox")
 
 _CLAIM = text(
-    """SELECT seq, ids, tracekeys, codes, extract(epoch FROM now() - createdat) AS age
+    """SELECT seq, ids, tracekeys, codes, balances, availables, extract(epoch FROM now() - createdat) AS age
        FROM flow.callback_outbox
        ORDER BY seq
        LIMIT :limit
        FOR UPDATE SKIP LOCKED"""
 )
+# A debit refused for funds: its figures, kept with its outcome (only batches with such refusals ask).
+_REFUSALS = text("""SELECT id, available, shortfall, breakday FROM flow.outcome
+                    WHERE id = ANY(CAST(:ids AS uuid[])) AND code = :code""")
 _DELETE = text("DELETE FROM flow.callback_outbox WHERE seq = ANY(CAST(:seqs AS bigint[]))")
 _KEEP_REST = text(
     """UPDATE flow.callback_outbox
-       SET ids = CAST(:ids AS uuid[]), tracekeys = CAST(:tracekeys AS uuid[]), codes = CAST(:codes AS text[])
+       SET ids = CAST(:ids AS uuid[]), tracekeys = CAST(:tracekeys AS uuid[]), codes = CAST(:codes AS text[]),
+           balances = CAST(:balances AS numeric[]), availables = CAST(:availables AS numeric[])
        WHERE seq = :seq"""
 )
 
@@ -70,9 +76,8 @@ class CallbackRelay:
                 OLDEST.set(0)
                 return 0, 0
             OLDEST.set(float(rows[0].age))
-            claimed = [(row.seq, [Outcome(*facts) for facts in zip(row.ids, row.tracekeys, map(Code, row.codes))])
-                       for row in rows]
-            flat = [outcome.callback() for _, outcomes in claimed for outcome in outcomes]
+            claimed = await claimed_outcomes(conn, rows)
+            flat = [c.outcome.callback() for _, outcomes in claimed for c in outcomes]
             started = time.time_ns()
             accepted = await self._publisher.publish(flat)
             if tracing.enabled():
@@ -82,9 +87,10 @@ class CallbackRelay:
                 rest = [o for n, o in enumerate(outcomes, start) if n not in accepted]
                 start += len(outcomes)
                 if rest:
-                    await conn.execute(_KEEP_REST, {"seq": seq, "ids": [o.id for o in rest],
-                                                    "tracekeys": [o.tracekey for o in rest],
-                                                    "codes": [o.code.value for o in rest]})
+                    await conn.execute(_KEEP_REST, {"seq": seq, "ids": [o.outcome.id for o in rest],
+                                                    "tracekeys": [o.outcome.tracekey for o in rest],
+                                                    "codes": [o.outcome.code.value for o in rest],
+                                                    **_kept_figures(rest)})
                 else:
                     done.append(seq)
             if done:
@@ -115,6 +121,39 @@ class CallbackRelay:
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
                 except asyncio.TimeoutError:
                     pass
+
+
+_APPLIED_COLUMNS = ("balances", "availables")  # one per applied outcome, in order (or null)
+
+
+class _Claimed(NamedTuple):
+    outcome: Outcome
+    facts: tuple  # an applied outcome's (balance, available): kept with it if not published
+
+
+async def claimed_outcomes(conn, rows) -> list[tuple[int, list[_Claimed]]]:
+    """Each claimed outbox row's seq and outcomes, with their figures."""
+    short = [id_ for row in rows for id_, code in zip(row.ids, row.codes) if code == Code.INSUFFICIENT_FUNDS.value]
+    refusals = {r.id: tuple(r)[1:] for r in await conn.execute(
+        _REFUSALS, {"ids": short, "code": Code.INSUFFICIENT_FUNDS.value})} if short else {}
+    return [(row.seq, _outcomes(row, refusals)) for row in rows]
+
+
+def _outcomes(row, refusals: dict) -> list[_Claimed]:
+    """A claimed outbox row's outcomes, each with its figures (`refusals`: a funds refusal's, by id)."""
+    applied = zip(*(getattr(row, name) or repeat(None) for name in _APPLIED_COLUMNS))
+    claimed = []
+    for id_, tracekey, code in zip(row.ids, row.tracekeys, map(Code, row.codes)):
+        facts = next(applied, (None, None)) if code is Code.APPLIED else (None, None)
+        claimed.append(_Claimed(Outcome(id_, tracekey, code, figures(code, *facts, *refusals.get(id_, (None,) * 3))),
+                                facts))
+    return claimed
+
+
+def _kept_figures(rest: list[_Claimed]) -> dict:
+    """The figure columns of the outcomes a partly published row keeps."""
+    applied = [c.facts for c in rest if c.outcome.code is Code.APPLIED]
+    return {name: [facts[n] for facts in applied] for n, name in enumerate(_APPLIED_COLUMNS)}
 
 
 def _trace(published: list[dict], started: int) -> None:

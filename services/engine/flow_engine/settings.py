@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -21,6 +23,9 @@ class EngineSettings(DatabaseSettings):
     hold_seconds: int = Field(60, ge=0, le=900)  # SQS's DelaySeconds
     queue_stats_seconds: float = Field(30, gt=0, le=3600)  # how often the queues' depth metrics are sampled
     database_pool_size: int = Field(4, ge=3)
+    # A posting to an account with no row in flow.account: `open` applies it (the account opens on its
+    # first posting: active, no limit), `reject` refuses it with R029.
+    unknown_accounts: Literal["open", "reject"] = "open"
 
     @model_validator(mode="after")
     def _pool_fits_pollers(self) -> "EngineSettings":

@@ -1,5 +1,5 @@
 """The ingest API: checks the caller's token, validates postings and publishes them to FlowRequest;
-admins manage the event catalogue here too."""
+admins manage the event catalogue and the account registry here too."""
 
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
@@ -22,6 +22,7 @@ from flow_kit.limits import BodySizeLimit
 from flow_kit.posting import DecimalInteger, PostingIn, validation_code
 from flow_kit.serve import load_settings
 
+from .accounts import AccountRegistry, install_account_routes
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
 from .intake import POSTINGS, Intake, Verdict
@@ -33,7 +34,7 @@ __all__ = ["create_app"]
 
 MAX_BATCH_ITEMS = 1000
 _EVENT_FIELDS = {"description": Code.INVALID_EVENT, "active": Code.INVALID_EVENT, "allowdebit": Code.INVALID_EVENT,
-                 "allowcredit": Code.INVALID_EVENT, "code": Code.INVALID_EVENTCODE}
+                 "allowcredit": Code.INVALID_EVENT, "forced": Code.INVALID_EVENT, "code": Code.INVALID_EVENTCODE}
 
 
 def _errors(*statuses: int) -> dict:
@@ -45,6 +46,9 @@ def _request_code(request: Request, errors: list[dict]) -> Code:
     path = request.url.path
     if path.startswith("/v1/events"):
         return validation_code(errors, _EVENT_FIELDS, Code.INVALID_EVENT)
+    if path.startswith("/v1/accounts"):
+        return validation_code(errors, {"branch": Code.INVALID_BRANCH, "account": Code.INVALID_ACCOUNT},
+                               Code.INVALID_ACCOUNT_CHANGE)
     if path == "/v1/transactions/batch":
         return validation_code(errors, {"items": Code.INVALID_BATCH}, Code.INVALID_BATCH)
     code = validation_code(errors)
@@ -66,6 +70,7 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
             sns = await stack.enter_async_context(AwsClients(settings).client("sns"))
             publisher = RequestPublisher(sns, settings.request_topic_arn, settings.publish_calls)
             app.state.catalogue = EventCatalogue(db, settings.event_cache_seconds)
+            app.state.accounts = AccountRegistry(db)
             # A connection stays free for catalogue reads while the ledger's transactions are under way.
             ledger = RequestLedger(db, max_in_flight=max(1, settings.database_pool_size - 1))
             app.state.intake = Intake(settings, app.state.catalogue, ledger, publisher)
@@ -134,7 +139,8 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
     async def create_event(event: EventIn, request: Request) -> EventOut:
         created = await app.state.catalogue.create(event.description, event.active, event.allowdebit,
                                                    event.allowcredit, event.code,
-                                                   caller=caller_of(getattr(request.state, "claims", None)))
+                                                   caller=caller_of(getattr(request.state, "claims", None)),
+                                                   forced=event.forced)
         return EventOut(**created.__dict__)
 
     @app.patch("/v1/events/{code}", response_model=EventOut, dependencies=admin,
@@ -146,4 +152,5 @@ def create_app(settings: IngestSettings, auth_settings: AuthSettings | None = No
                                                    caller=caller_of(getattr(request.state, "claims", None)))
         return EventOut(**updated.__dict__)
 
+    install_account_routes(app, admin)
     return app

@@ -13,7 +13,7 @@ from flow_kit.errors import FlowError
 
 __all__ = ["Event", "EventCatalogue"]
 
-_COLUMNS = "code, description, active, allowdebit, allowcredit, createdat, updatedat"
+_COLUMNS = "code, description, active, allowdebit, allowcredit, forced, createdat, updatedat"
 # Who changes the catalogue, for the audit trail's trigger (sql/0007): settings local to the transaction.
 _NAME_CALLER = text("SELECT set_config('flow.caller_sub', coalesce(:sub, ''), true), "
                     "set_config('flow.caller_client', coalesce(:client, ''), true)")
@@ -31,6 +31,7 @@ class Event:
     active: bool
     allowdebit: bool
     allowcredit: bool
+    forced: bool
     createdat: datetime
     updatedat: datetime
 
@@ -61,8 +62,10 @@ class EventCatalogue:
         return self._events.get(code)
 
     async def create(self, description: str, active: bool, allowdebit: bool, allowcredit: bool,
-                     code: int | None = None, caller: tuple[str, str | None] | None = None) -> Event:
-        columns = {"description": description, "active": active, "allowdebit": allowdebit, "allowcredit": allowcredit}
+                     code: int | None = None, caller: tuple[str, str | None] | None = None,
+                     forced: bool = False) -> Event:
+        columns = {"description": description, "active": active, "allowdebit": allowdebit, "allowcredit": allowcredit,
+                   "forced": forced}
         if code is not None:
             columns["code"] = code
         names = ", ".join(columns)

@@ -48,6 +48,8 @@ class EventIn(BaseModel):
     active: bool = True
     allowdebit: bool = True
     allowcredit: bool = True
+    forced: bool = Field(False, description="debits of this event (court orders, fees) are applied whatever the "
+                                            "account's overdraft limit, never whatever its status")
 
 
 class EventPatch(BaseModel):
@@ -57,3 +59,4 @@ class EventPatch(BaseModel):
     active: bool | None = None
     allowdebit: bool | None = None
     allowcredit: bool | None = None
+    forced: bool | None = None

@@ -2,7 +2,7 @@
 
 A code never changes meaning once published; add new ones at the end of their range.
 R0xx: what a client sent; R02x: apply-time rules; R03x: idempotency; R04x: reads; R05x: queue; R06x: reconciliation; R07x: authentication;
-R09x: FLOW's own faults.
+R08x: the account registry's admin API; R09x: FLOW's own faults.
 """
 
 from enum import Enum
@@ -45,6 +45,12 @@ class Code(str, Enum):
     EVENT_DISALLOWS_DEBIT = ("R022", "event does not allow debits")
     EVENT_DISALLOWS_CREDIT = ("R023", "event does not allow credits")
     BALANCE_LIMIT = ("R024", "posting would take the balance beyond the ledger's limit of ±999,999,999,999,999.99")
+    ACCOUNT_BLOCKED_DEBITS = ("R025", "account is blocked for debits")
+    ACCOUNT_BLOCKED_CREDITS = ("R026", "account is blocked for credits")
+    ACCOUNT_CLOSED = ("R027", "account is closed")
+    INSUFFICIENT_FUNDS = ("R028", "debit would take the balance below the account's overdraft limit on a day from "
+                                  "its dateref on")
+    ACCOUNT_UNKNOWN = ("R029", "account is not registered")
     ID_REUSED = ("R030", "id was already used for a posting with other content")
     TRANSACTION_NOT_FOUND = ("R040", "no posting with that id has been handled yet")
     INVALID_RANGE = ("R041", "from and to must be dates with from <= to, at most 366 days apart")
@@ -61,6 +67,12 @@ class Code(str, Enum):
     TOKEN_LACKS_SCOPE = ("R075", "bearer token lacks the required scope")
     NOT_ENTITLED = ("R076", "client is not entitled to this branch")
     OVER_CLIENT_LIMIT = ("R077", "amount exceeds the client's limit per posting")
+    INVALID_ACCOUNT_CHANGE = ("R080", "account change must be JSON with limit a string with 2 decimals (or null for "
+                                      "none), holder and reason strings of at most 200 characters, flags true or false")
+    ACCOUNT_EXISTS = ("R081", "the account is already registered")
+    ACCOUNT_NOT_FOUND = ("R082", "no such account")
+    ACCOUNT_NOT_AT_ZERO = ("R083", "an account is closed only at a zero balance")
+    ACCOUNT_IS_CLOSED = ("R084", "the account is closed: it is never changed nor reopened")
     UNAVAILABLE = ("R090", "service temporarily unavailable, retry later")
     POSTING_HELD = ("R091", "the database refused this posting for a reason that is not a ledger rule; "
                             "it is held and tried again")

@@ -13,5 +13,6 @@ class EventOut(BaseModel):
     active: bool  # inactive events receive no new postings
     allowdebit: bool
     allowcredit: bool
+    forced: bool = False  # its debits are applied whatever the account's overdraft limit (not its status)
     createdat: datetime
     updatedat: datetime
