@@ -3,6 +3,7 @@
 Each applied script is recorded with its SHA-256; if a script that was already applied has been
 edited since, the runner refuses to do anything, because the DDL on record would no longer be the
 DDL that ran. Scripts are named `NNNN_description.sql` and each runs in its own transaction.
+`schema.sql` beside them is no script: the schema they make, for people to read (tools/schema_snapshot.py).
 """
 
 import argparse
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import asyncpg
 
+from . import tls
+
 __all__ = ["MigrationError", "Script", "apply_migrations", "load_scripts", "main"]
 
 _log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x464C4F57  # "FLOW": one runner at a time
+SNAPSHOT = "schema.sql"
 
 
 class MigrationError(Exception):
@@ -42,6 +46,8 @@ class Script:
 def load_scripts(directory: Path) -> list[Script]:
     scripts = []
     for path in sorted(directory.glob("*.sql")):
+        if path.name == SNAPSHOT:
+            continue
         match = _NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: script names must look like 0001_description.sql")
@@ -57,10 +63,12 @@ def asyncpg_dsn(url: str) -> str:
     return re.sub(r"^postgresql\+asyncpg://", "postgresql://", url)
 
 
-async def apply_migrations(database_url: str, directory: Path) -> list[str]:
-    """Applies what is missing and returns the names applied; raises MigrationError on drift."""
+async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list[str]:
+    """Applies what is missing and returns the names applied; raises MigrationError on drift. `ssl`:
+    asyncpg's (flow_kit.tls.database_ssl)."""
     scripts = load_scripts(directory)
-    conn = await asyncpg.connect(asyncpg_dsn(database_url), server_settings={"timezone": "UTC"})
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), server_settings={"timezone": "UTC"},
+                                 **({"ssl": ssl} if ssl is not None else {}))
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         await conn.execute(
@@ -102,11 +110,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="postgresql+asyncpg://user@host:port/db; better in the environment as FLOW_DATABASE_URL, "
                              "since a command line (and a password in it) is visible to every process")
     parser.add_argument("--sql-dir", type=Path, default=Path("sql"))
+    tls.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("set FLOW_DATABASE_URL (or pass --database-url)")
     try:
-        done = asyncio.run(apply_migrations(args.database_url, args.sql_dir))
+        ssl = tls.database_ssl(args.database_sslmode, args.database_sslrootcert)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    try:
+        done = asyncio.run(apply_migrations(args.database_url, args.sql_dir, ssl))
     except MigrationError as exc:
         print(f"flow-migrate: {exc}", file=sys.stderr)
         return 2
