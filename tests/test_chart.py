@@ -255,9 +255,9 @@ def test_keda_scales_the_engine_on_its_queue_with_the_workload_identity():
     engine = by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"]
     [container] = [c for c in engine if c["name"] == scaled["spec"]["scaleTargetRef"]["envSourceContainerName"]]
     assert env_of(container)["FLOW_ENGINE_QUEUE_URL"]["value"].startswith("https://sqs.")
-    # and the workload's role is the IRSA role on the ServiceAccount
-    [account] = by_kind(docs, "ServiceAccount").values()
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/flow"
+    # and the workload's role is the IRSA role on the engine's own ServiceAccount (tests/test_identity.py)
+    account = by_kind(docs, "ServiceAccount")[by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["serviceAccountName"]]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/flow-engine"
 
 
 @pytest.mark.parametrize("values_file", CI_VALUES)
@@ -313,6 +313,9 @@ def test_secrets_manager_mode_passes_credential_free_urls_and_secret_ids():
         assert env[prefix + "DATABASE_SECRET_REFRESH_SECONDS"]["value"] == str(db["secretRefreshSeconds"]), svc
         assert env[prefix + "AWS_REGION"]["value"] == "eu-west-1", svc  # where the secret is read from
         assert not [v for v in env.values() if "valueFrom" in v], svc
+        # the replica's URL names the server; its secret (flow_app's on RDS names the primary) the login
+        assert env.get(prefix + "DATABASE_SERVER_FROM_SECRET", {}).get("value") == (
+            "false" if svc == "query" else None), svc
     # flow-migrate (as the schema's owner) and the reconciliation (as the application) read only
     # FLOW_DATABASE_URL: from the Kubernetes Secret still.
     jobs = {name: spec for name, spec in pod_specs(docs) if name in ("flow-migrate", "flow-reconcile")}
@@ -403,7 +406,9 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_engine_im
     assert c["image"] == by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert c["command"] == ["flow-migrate"]
     assert c["args"] == ["--sql-dir", "/app/sql"]  # the URL and its password never on a command line
-    assert [e["name"] for e in c["env"]] == ["FLOW_DATABASE_URL"] and "valueFrom" in c["env"][0]
+    # the URL from a Secret, and how to verify the server (tests/test_database_tls.py)
+    assert [e["name"] for e in c["env"]] == ["FLOW_DATABASE_URL", "FLOW_DATABASE_SSLMODE", "FLOW_DATABASE_SSLROOTCERT"]
+    assert "valueFrom" in c["env"][0]
     # A pre-install hook runs before the chart's own ServiceAccount exists.
     assert "serviceAccountName" not in spec
     assert "COPY sql /app/sql" in dockerfile_targets()["engine"]
@@ -417,6 +422,28 @@ def test_reconciliation_is_an_optional_cron_job():
     [c] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["python", "-m", "flow_engine.reconcile"]
     assert c["image"].startswith("123456789012.dkr.ecr.eu-west-1.amazonaws.com/flow-engine:0.1.0@sha256:")
+
+
+def test_the_archive_is_an_optional_cron_job_with_its_own_role_and_a_safe_retention():
+    assert "flow-archive" not in by_kind(rendered("minimal-values.yaml"), "CronJob")
+    docs = rendered("monitoring-values.yaml")
+    cron = by_kind(docs, "CronJob")["flow-archive"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [c] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert c["command"] == ["flow-archive", "run"] and c["image"] == \
+        by_kind(docs, "Deployment")["flow-engine"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (env["FLOW_ARCHIVE_BUCKET"], env["FLOW_ARCHIVE_RETENTION_DAYS"], env["FLOW_ARCHIVE_RETROACTIVE_DAYS"]) == \
+        ("flow-archive-123456789012-us-east-1", "90", "7")
+    account = by_kind(docs, "ServiceAccount")[spec["serviceAccountName"]]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/flow-archive"
+    query = by_kind(docs, "Deployment")["flow-query"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["name"]: e.get("value") for e in query}["FLOW_QUERY_ARCHIVE_BUCKET"] == "flow-archive-123456789012-us-east-1"
+    # Shorter than the retroactive window + the queue's retention + the margin (7 + 14 + 7): refused.
+    done = helm_template("-f", CHART / "ci" / "monitoring-values.yaml", "--set", "archive.retentionDays=27")
+    assert done.returncode != 0 and "archive.retentionDays (27) must be at least" in done.stderr
+    assert helm_template("-f", CHART / "ci" / "monitoring-values.yaml", "--set", "archive.retentionDays=28").returncode == 0
 
 
 def test_images_pod_disruption_budgets_and_names():
@@ -454,6 +481,9 @@ def test_images_pod_disruption_budgets_and_names():
     "query.logLevel=VERBOSE",                 # not one of the levels
     "securityContext.runAsUser=0",            # root
     "engine.terminationGracePeriodSeconds=30",
+    "serviceAccount.roleArn=arn:aws:iam::123456789012:role/flow",  # one account for all: now one per workload
+    "ingest.serviceAccount.roleArn=flow-ingest",                     # not a role's ARN
+    "database.tls.mode=on",
 ])
 def test_values_schema_rejects(bad):
     done = helm_template("-f", CHART / "ci" / "minimal-values.yaml", "--set", bad)
@@ -500,7 +530,10 @@ NO_SCHEMA = "--skip-schema-validation"  # to reach the templates' own checks beh
 
 @pytest.mark.parametrize(("args", "message"), [
     (AUTH_SET, "database.secretName"),
-    (("--set", "database.secretName=db", *AUTH_SET), "messaging."),
+    (("--set", "database.secretName=db,database.tls.caConfigMap=rds-ca", *AUTH_SET), "messaging."),
+    (("--set", "database.secretName=db", *AUTH_SET, "--set", "messaging.requestTopicArn=arn:aws:sns:us-east-1:123456789012:R,"
+      "messaging.callbackTopicArn=arn:aws:sns:us-east-1:123456789012:C,messaging.queueUrl=https://sqs.example/1/Q"),
+     "database.tls.caConfigMap"),  # verify-full (the default) needs the server's CA bundle
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.issuer=", NO_SCHEMA), "auth.issuer"),
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.audience=", NO_SCHEMA), "auth.audience"),
     (("-f", CHART / "ci" / "minimal-values.yaml", "--set", "auth.issuer=http://idp.example"), "https"),
@@ -641,7 +674,8 @@ def test_network_policies_admit_only_the_api_and_monitoring_and_limit_egress(val
     docs = rendered(values_file)
     policies = _policies(docs)
     values = ci_values(values_file)
-    expected = {"ingest", "engine", "query", "migrate"} | ({"reconcile"} if values.get("reconcile", {}).get("enabled") else set())
+    expected = {"ingest", "engine", "query", "migrate"} | ({"reconcile"} if values.get("reconcile", {}).get("enabled") else set()) \
+        | ({"archive"} if values.get("archive", {}).get("enabled") else set())
     assert set(policies) == expected
     labels_of = {name.rsplit("-", 1)[1]: spec["selector"]["matchLabels"] for name, spec in
                  ((n, d["spec"]) for n, d in by_kind(docs, "Deployment").items())}
@@ -669,7 +703,8 @@ def test_network_policies_admit_only_the_api_and_monitoring_and_limit_egress(val
         if name in ("migrate", "reconcile"):
             assert len(egress) == 2 and spec["ingress"] == []
         else:
-            collector = [{(4318, "TCP")}] if values.get("tracing", {}).get("otlpEndpoint") else []
+            # The archive job sends no traces: HTTPS (S3, Secrets Manager) only.
+            collector = [{(4318, "TCP")}] if values.get("tracing", {}).get("otlpEndpoint") and name != "archive" else []
             assert [_ports(r) for r in egress[2:]] == [{(443, "TCP")}, *collector]
             assert egress[2]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     migrate = by_kind(docs, "NetworkPolicy")["flow-migrate"]["metadata"]["annotations"]

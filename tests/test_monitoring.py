@@ -77,12 +77,14 @@ def test_the_alerts_pass_promtool_and_their_unit_tests(tmp_path):
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
 
-def test_every_alert_is_unit_tested_and_the_reconcile_alert_comes_with_the_cron_job():
+def test_every_alert_is_unit_tested_and_the_cron_jobs_alerts_come_with_them():
     alerts = [r["alert"] for g in rule_groups()["groups"] for r in g["rules"]]
     tested = set(re.findall(r"alertname: (\w+)", (ROOT / "tests" / "alerts.test.yaml").read_text()))
-    assert len(alerts) == len(set(alerts)) == 10 and set(alerts) == tested
+    assert len(alerts) == len(set(alerts)) == 12 and set(alerts) == tested
     without = [r["alert"] for g in rule_groups("--set", "reconcile.enabled=false")["groups"] for r in g["rules"]]
     assert set(alerts) - set(without) == {"FlowReconciliationFailed"}
+    without = [r["alert"] for g in rule_groups("--set", "archive.enabled=false")["groups"] for r in g["rules"]]
+    assert set(alerts) - set(without) == {"FlowArchiveNotSucceeding"}
 
 
 def _exported_metric_names() -> set[str]:
@@ -241,5 +243,5 @@ async def test_the_dashboard_and_alerts_work_on_the_stacks_real_metrics(promethe
 
         # The alert rules evaluate on these series without error; the engine is seen.
         rules = [r for g in (await prom.get(f"{prometheus}/api/v1/rules")).json()["data"]["groups"] for r in g["rules"]]
-        assert len(rules) == 10 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 12 and all(r["health"] == "ok" for r in rules), rules
         assert {r["name"]: r["state"] for r in rules}["FlowEngineAbsent"] == "inactive"

@@ -32,12 +32,23 @@ AUDIENCE = "api://flow"
 _log = logging.getLogger("devstack")
 
 DEMO_EVENTS = """
-INSERT INTO flow.event (code, description, active, allowdebit, allowcredit) VALUES
-    (1, 'Transfer', true, true, true),
-    (2, 'Fee', true, true, false),
-    (3, 'Deposit', true, false, true)
+INSERT INTO flow.event (code, description, active, allowdebit, allowcredit, forced) VALUES
+    (1, 'Transfer', true, true, true, false),
+    (2, 'Fee', true, true, false, false),
+    (3, 'Deposit', true, false, true, false),
+    (5, 'Court order', true, true, false, true)
 ON CONFLICT (code) DO NOTHING;
 SELECT setval('flow.event_code_seq', (SELECT max(code) FROM flow.event));
+"""
+
+# A few registered accounts with overdraft limits for the demo (accounts no test posts to); every
+# other account opens on its first posting, with no limit.
+DEMO_ACCOUNTS = """
+INSERT INTO flow.account (branch, account, overdraftlimit, holder, tracekey, updatetracekey) VALUES
+    ('0001', '900000001', 0.00, 'demo: no overdraft', gen_random_uuid(), gen_random_uuid()),
+    ('0001', '900000002', 500.00, 'demo: 500.00 overdraft', gen_random_uuid(), gen_random_uuid()),
+    ('0001', '900000003', 10000.00, 'demo: 10,000.00 overdraft', gen_random_uuid(), gen_random_uuid())
+ON CONFLICT (branch, account) DO NOTHING;
 """
 
 
@@ -136,6 +147,9 @@ class Stack:
         self.localstack.start()
         self.outputs = deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "messaging.yaml",
                                         self.config.messaging_parameters)
+        # The data lake's bucket, from the template AWS gets (its outputs join the messaging stack's).
+        self.outputs |= deploy_messaging(self.aws_endpoint, ROOT / "infra" / "cloudformation" / "archive.yaml",
+                                         {"RetentionDays": "1"}, stack_name="flow-archive")
         if self.config.images:
             # The chart serves health and metrics on a port of their own; on the host's network, free ones.
             self.health_ports = {service: free_port() for service in ("ingest", "engine", "query")}
@@ -160,6 +174,7 @@ class Stack:
         conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
         try:
             await conn.execute(DEMO_EVENTS)
+            await conn.execute(DEMO_ACCOUNTS)
             if self.replica:
                 # The services' login role: a fresh password every start, kept only in Secrets Manager.
                 password = new_password()
@@ -205,7 +220,8 @@ class Stack:
             "database": {"mode": "secretsManager", "secretName": "flow-database",
                          "primaryUrl": f"postgresql+asyncpg://127.0.0.1:{self.postgres.port}/flow",
                          "replicaUrl": f"postgresql+asyncpg://127.0.0.1:{self.replica.port}/flow",
-                         "primarySecretId": PRIMARY_SECRET, "replicaSecretId": REPLICA_SECRET},
+                         "primarySecretId": PRIMARY_SECRET, "replicaSecretId": REPLICA_SECRET,
+                         "tls": {"mode": "disable"}},  # the stack's own PostgreSQL has no certificate
             "messaging": {"requestTopicArn": self.outputs["RequestTopicArn"],
                           "callbackTopicArn": self.outputs["CallbackTopicArn"], "queueUrl": self.outputs["QueueUrl"]},
             "aws": {"region": "us-east-1", "endpointUrl": self.aws_endpoint},
@@ -225,13 +241,21 @@ class Stack:
             "engine": {"HTTP_PORT": c.engine_port,
                        "QUEUE_URL": self.outputs["QueueUrl"], "CALLBACK_TOPIC_ARN": self.outputs["CallbackTopicArn"],
                        "RETROACTIVE_DAYS": c.retroactive_days, **c.engine_settings},
-            "query": {"HTTP_PORT": c.query_port},
+            "query": {"HTTP_PORT": c.query_port, "ARCHIVE_BUCKET": self.outputs["ArchiveBucketName"],
+                      "ARCHIVE_CACHE_DIR": str(c.state_dir / "query-archive-cache")},
         }[service]
         specific = {**self._database_env(service), **specific}
         prefix = f"FLOW_{service.upper()}_"
         for key, value in {**common, **specific}.items():
             env[prefix + key] = str(value)
         return env
+
+    def archive_env(self, **settings) -> dict[str, str]:
+        """The environment of `flow-archive` (the archive job) on this stack: the primary, as flow_app,
+        the archive bucket; `settings` are more FLOW_ARCHIVE_* ones (retention_days=40)."""
+        values = {**self._database_env("engine"), "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": "us-east-1",
+                  "BUCKET": self.outputs["ArchiveBucketName"], **{k.upper(): v for k, v in settings.items()}}
+        return {**os.environ, **local_aws_env(self.aws_endpoint), **{f"FLOW_ARCHIVE_{k}": str(v) for k, v in values.items()}}
 
     def _spawn_service(self, service: str, port: int, name: str) -> subprocess.Popen:
         log = self.config.log_dir / f"{name}.log" if self.config.log_dir else None

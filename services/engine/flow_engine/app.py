@@ -12,6 +12,7 @@ from flow_kit.aws import AwsClients
 from flow_kit.db import create_database, ping
 from flow_kit.health import mount_health
 
+from .archive_stats import ArchiveStats
 from .callbacks import CallbackPublisher
 from .consumer import Consumer
 from .queue_depth import QueueDepth
@@ -51,7 +52,8 @@ def create_app(settings: EngineSettings) -> FastAPI:
             pollers = [asyncio.create_task(consumer.run(n)) for n in range(settings.pollers)]
             depth = QueueDepth(sqs, settings.queue_url, settings.queue_stats_seconds)
             helpers = [asyncio.create_task(relay.run()), asyncio.create_task(_keep_partitions(db)),
-                       asyncio.create_task(depth.run())]
+                       asyncio.create_task(depth.run()),
+                       asyncio.create_task(ArchiveStats(db, settings.queue_stats_seconds).run())]
             try:
                 yield
             finally:

@@ -1,7 +1,7 @@
 """The query API: transactions, statements, daily and point-in-time balances, the event catalogue."""
 
 import time
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from flow_kit import tracing
 from flow_kit.access import AccessLog
+from flow_kit.aws import AwsClients
 from flow_kit.auth import AuthSettings, Authenticator, TokenGate, install_auth_error_handler
 from flow_kit.codes import Code
 from flow_kit.db import create_database
@@ -21,6 +22,8 @@ from flow_kit.health import docs_options, mount_health
 from flow_kit.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
 from flow_kit.serve import load_settings
 
+from .accounts import AccountState, read_account
+from .archive import ArchiveReader, statement_page
 from .cursor import CursorCodec
 from .queries import (BALANCE_AT, BALANCE_DAYS, EVENT, EVENTS, OUTCOME_BY_ID, OUTCOMES_BY_TRACEKEY, STATEMENT_PAGE,
                       TRANSACTION_BY_ID)
@@ -87,11 +90,16 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
         engine = create_database(settings, "flow-query", isolation_level="AUTOCOMMIT", pool_pre_ping=False)
         app.state.db = engine
         app.state.reader = Reader(engine)
-        await auth.prefetch()
-        try:
-            yield
-        finally:
-            await engine.dispose()
+        async with AsyncExitStack() as stack:
+            # Archived months are read from S3 (flow_query.archive); without a bucket they answer 503.
+            s3 = await stack.enter_async_context(AwsClients(settings).client("s3")) if settings.archive_bucket else None
+            app.state.archive = ArchiveReader(s3, app.state.reader, settings.archive_bucket, settings.archive_prefix,
+                                              settings.archive_cache_dir, settings.archive_cache_bytes)
+            await auth.prefetch()
+            try:
+                yield
+            finally:
+                await engine.dispose()
 
     app = FastAPI(title="FLOW query", version="0.2.0", lifespan=lifespan, **docs_options(settings))
     install_error_handlers(app, validation_code=lambda request, errors: validation_code(errors, _QUERY_CODES,
@@ -148,27 +156,47 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
             answer = _applied(row)
         else:
             outcome = await app.state.reader.fetchrow(OUTCOME_BY_ID, id)
-            if outcome is None or not may_see(request, None, outcome.get("callerclient")):
+            archived = None
+            if outcome is not None and outcome["code"] == Code.APPLIED.value:  # applied, its month archived
+                archived = await app.state.archive.posting(id, outcome["dateref"])
+                if archived is None or not may_see(request, archived["branch"]):
+                    raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
+            if archived is not None:
+                answer = _applied({**archived, "callersub": outcome["callersub"],
+                                   "callerclient": outcome["callerclient"]}).model_copy(update={"archived": True})
+            elif outcome is None or not may_see(request, None, outcome.get("callerclient")):
                 raise FlowError(Code.TRANSACTION_NOT_FOUND, 404)
-            answer = _rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"],
-                               outcome["callersub"], outcome["callerclient"])
+            else:
+                answer = _rejected(outcome["id"], outcome["tracekey"], outcome["code"], outcome["createdat"],
+                                   outcome["callersub"], outcome["callerclient"]).model_copy(update={
+                                       name: outcome[name] for name in ("available", "shortfall", "breakday")})
         if tracing.enabled():  # a client read the posting: a span in its trace
             tracing.record_posting_span("flow.query.transaction", answer.tracekey, started, time.time_ns(), {
                 "flow.tracekey": str(answer.tracekey), "flow.posting.id": str(id), "flow.status": answer.status})
         return model_answer(answer)
+
+    async def from_archive(row) -> dict:
+        """A tracekey's applied posting whose month is archived: its content from the archive."""
+        found = await app.state.archive.posting(row["outcome_id"], row["outcome_dateref"])
+        if found is None:  # an applied posting neither in the database nor in the archive
+            raise FlowError(Code.INTERNAL_ERROR, 500)
+        return {**dict(row), **found, "callersub": row["callersub"], "callerclient": row["callerclient"], "archived": True}
 
     @app.get("/v1/transactions", response_model=TransactionList, responses=errors, dependencies=can_read,
              summary="Every posting that carried a tracekey, applied or rejected (at most `limit`)")
     async def find_transactions(tracekey: TracekeyQuery, request: Request, limit: LimitQuery = 100) -> Response:
         started = time.time_ns()
         rows = await app.state.reader.fetch(OUTCOMES_BY_TRACEKEY, tracekey, limit)
+        rows = [await from_archive(row) if row["id"] is None and row["code"] == Code.APPLIED.value else dict(row)
+                for row in rows]
         # Postings of branches the client is not entitled to are left out, as if they did not exist.
         rows = [row for row in rows if may_see(request, row["branch"], row.get("callerclient"))]
         if tracing.enabled():
             tracing.record_posting_span("flow.query.tracekey", tracekey, started, time.time_ns(), {
                 "flow.tracekey": str(tracekey), "flow.found": len(rows)})
         return model_answer(TransactionList(items=[
-            _applied({k: v for k, v in row.items() if not k.startswith("outcome_") and k != "code"}) if row["id"]
+            _applied({k: v for k, v in row.items() if not k.startswith("outcome_") and k not in ("code", "archived")}
+                     ).model_copy(update={"archived": row.get("archived", False)}) if row["id"]
             else _rejected(row["outcome_id"], row["outcome_tracekey"], row["code"], row["outcome_createdat"],
                            row["callersub"], row["callerclient"])
             for row in rows]))
@@ -182,6 +210,12 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
                             cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
         from_, to = date_range(from_, to)
         after = cursors.decode(cursor)  # checked in full before any query: a bad one costs no connection
+        archived = await app.state.archive.archived_months(from_, to)
+        if archived:  # some of the range has left the database: read those months from the archive
+            items, more, last, opening, closing = await statement_page(
+                app.state.archive, branch, account, from_, to, limit, after, archived, STATEMENT_PAGE)
+            return statement_answer(branch, account, from_, to, opening, closing, items,
+                                    cursors.encode(*last) if more else None, archived=True)
         page = await app.state.reader.fetchrow(STATEMENT_PAGE, branch, account, from_, to, limit, *after)
         more = page["more"]
         return statement_answer(
@@ -210,6 +244,13 @@ def create_app(settings: QuerySettings, auth_settings: AuthSettings | None = Non
                                       accumulateddebit=row["accumulateddebit"] if row else zero,
                                       accumulatedcredit=row["accumulatedcredit"] if row else zero,
                                       balance=row["balance"] if row else zero))
+
+    @app.get("/v1/accounts/{branch}/{account}", response_model=AccountState, responses=errors,
+             dependencies=account_read,
+             summary="An account: status, blocks, limit, balance and available balance as of today, and the "
+                     "replica's lag when it answered")
+    async def get_account(branch: BranchPath, account: AccountPath) -> Response:
+        return model_answer(await read_account(app.state.reader, branch, account))
 
     @app.get("/v1/events", response_model=EventList, responses=errors, dependencies=can_read,
              summary="The event catalogue")

@@ -26,12 +26,13 @@ TRANSACTION_BY_ID = f"""
     JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
     WHERE o.id = $1"""
 
-OUTCOME_BY_ID = "SELECT id, tracekey, code, createdat, callersub, callerclient FROM flow.outcome WHERE id = $1"
+OUTCOME_BY_ID = ("SELECT id, tracekey, code, createdat, callersub, callerclient, dateref, available, shortfall, breakday "
+                 "FROM flow.outcome WHERE id = $1")
 
 # Every posting carrying a tracekey, applied (with its content) or rejected.
 OUTCOMES_BY_TRACEKEY = f"""
     SELECT o.id AS outcome_id, o.tracekey AS outcome_tracekey, o.code, o.createdat AS outcome_createdat,
-           o.callersub, o.callerclient, {_TRANSACTION}
+           o.callersub, o.callerclient, o.dateref AS outcome_dateref, {_TRANSACTION}
     FROM flow.outcome o
     LEFT JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref
     WHERE o.tracekey = $1
@@ -103,6 +104,6 @@ BALANCE_DAYS = """
     WHERE branch = $1 AND account = $2 AND dateref BETWEEN $3 AND $4
     ORDER BY dateref"""
 
-_EVENT = "SELECT code, description, active, allowdebit, allowcredit, createdat, updatedat FROM flow.event"
+_EVENT = "SELECT code, description, active, allowdebit, allowcredit, forced, createdat, updatedat FROM flow.event"
 EVENTS = f"{_EVENT} ORDER BY code"
 EVENT = f"{_EVENT} WHERE code = $1"

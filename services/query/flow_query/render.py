@@ -32,10 +32,11 @@ def _object(*fields: tuple[str, str]) -> str:
 
 
 def statement_answer(branch: str, account: str, from_: date, to: date, opening_balance: str, closing_balance: str,
-                     items: str, next_cursor: str | None) -> Response:
+                     items: str, next_cursor: str | None, archived: bool = False) -> Response:
     """A `Statement`; `items` is the lines' JSON array as the database wrote it (queries.STATEMENT_PAGE),
     the balances are decimal strings."""
     body = _object(("branch", dumps(branch)), ("account", dumps(account)), ("from", dumps(from_.isoformat())),
                    ("to", dumps(to.isoformat())), ("opening_balance", dumps(opening_balance)),
-                   ("closing_balance", dumps(closing_balance)), ("items", items), ("next_cursor", dumps(next_cursor)))
+                   ("closing_balance", dumps(closing_balance)), ("items", items), ("next_cursor", dumps(next_cursor)),
+                   ("archived", dumps(archived)))
     return Response(body.encode(), media_type=JSON)

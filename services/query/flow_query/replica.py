@@ -12,18 +12,19 @@ from flow_kit.health import Check
 
 from .reads import Reader
 
-__all__ = ["REPLICA_LAG", "ReplicaLagging", "lag_check", "replica_lag_seconds"]
+__all__ = ["LAG_SQL", "REPLICA_LAG", "ReplicaLagging", "lag_check", "replica_lag_seconds"]
 
 REPLICA_LAG = Gauge("flow_query_replica_lag_seconds",
                     "How far the database the query service reads from replays behind the primary, in seconds "
                     "(0 on a primary or a replica that has replayed all it received); set by each readiness check")
 
-_LAG = """
+LAG_SQL = """
     SELECT CASE
            WHEN NOT pg_is_in_recovery() THEN 0
            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
            ELSE greatest(0, coalesce(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()), 0))
        END::float8 AS lag"""
+_LAG = LAG_SQL
 
 
 class ReplicaLagging(RuntimeError):

@@ -42,6 +42,12 @@ class TransactionOut(BaseModel):
     createdat: datetime = Field(description="When the engine handled it")
     caller: CallerOut | None = Field(None, description="Who posted it; null when not recorded (authentication "
                                                        "disabled, or posted before callers were recorded)")
+    archived: bool = Field(False, description="Read from the archive (the data lake): its month has left the database")
+    # A debit refused for funds (R028): the figures a program needs.
+    available: Decimal | None = Field(None, description="R028: the most the account could have been debited on "
+                                                        "the posting's dateref (balance + limit, lowest day)")
+    shortfall: Decimal | None = Field(None, description="R028: amount - available")
+    breakday: date | None = Field(None, description="R028: the first day whose balance would have fallen below -limit")
 
 
 class TransactionList(BaseModel):
@@ -69,6 +75,7 @@ class Statement(BaseModel):
     closing_balance: Decimal = Field(description="Balance at the end of `to`")
     items: list[StatementLine]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+    archived: bool = Field(False, description="Lines of archived months on this page were read from the archive")
 
 
 class BalanceDay(BaseModel):

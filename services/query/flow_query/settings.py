@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -16,6 +18,13 @@ class QuerySettings(DatabaseSettings):
     # The HMAC-SHA256 key that signs statement cursors (at least 32 characters). Unset: a random key
     # drawn at start-up, so cursors do not survive a restart nor work on another replica.
     cursor_key: SecretStr | None = None
+    # The archive (flow-archive's bucket and prefix): reads that reach an archived month are served
+    # from its Parquet files, kept in `archive_cache_dir` up to `archive_cache_bytes`. No bucket: such
+    # reads answer 503 R090.
+    archive_bucket: str | None = None
+    archive_prefix: str = Field("flow/", pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$")
+    archive_cache_dir: Path = Path("/tmp/flow-archive")
+    archive_cache_bytes: int = Field(2 << 30, ge=1 << 20)
 
     @field_validator("cursor_key")
     @classmethod
