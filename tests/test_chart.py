@@ -440,6 +440,11 @@ def test_the_archive_is_an_optional_cron_job_with_its_own_role_and_a_safe_retent
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/flow-archive"
     query = by_kind(docs, "Deployment")["flow-query"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {e["name"]: e.get("value") for e in query}["FLOW_QUERY_ARCHIVE_BUCKET"] == "flow-archive-123456789012-us-east-1"
+    # query keeps archive files in /tmp: the chart makes room for its cache there, and only there.
+    cache_mi = -(-int({e["name"]: e.get("value") for e in query}["FLOW_QUERY_ARCHIVE_CACHE_BYTES"]) // 2**20)
+    tmp = {name: next(v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if v["name"] == "tmp")
+           for name, pod in pod_specs(docs)}
+    assert tmp.pop("flow-query") == f"{64 + cache_mi}Mi" and set(tmp.values()) == {"64Mi"}, tmp
     # Shorter than the retroactive window + the queue's retention + the margin (7 + 14 + 7): refused.
     done = helm_template("-f", CHART / "ci" / "monitoring-values.yaml", "--set", "archive.retentionDays=27")
     assert done.returncode != 0 and "archive.retentionDays (27) must be at least" in done.stderr

@@ -222,33 +222,37 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Pod-spec fields every FLOW pod shares: scheduling, pull secrets, security context, /tmp. */}}
+{{/*
+Pod-spec fields every FLOW pod shares: scheduling, pull secrets, security context, /tmp. Takes the
+root context, or (dict "root" $ "tmpMi" N) for a /tmp larger than 64Mi.
+*/}}
 {{- define "flow.podCommon" -}}
+{{- $root := .root | default . -}}
 automountServiceAccountToken: false
 enableServiceLinks: false
-{{- with .Values.imagePullSecrets }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with $root.Values.nodeSelector }}
 nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $root.Values.tolerations }}
 tolerations: {{- toYaml . | nindent 2 }}
 {{- end }}
-securityContext: {{- include "flow.podSecurityContext" . | nindent 2 }}
+securityContext: {{- include "flow.podSecurityContext" $root | nindent 2 }}
 volumes:
   # The root filesystem is read-only; Python's tempfile and friends write here.
   - name: tmp
     emptyDir:
-      sizeLimit: 64Mi
-  {{- with include "flow.databaseCa" . }}
+      sizeLimit: {{ .tmpMi | default 64 }}Mi
+  {{- with include "flow.databaseCa" $root }}
   # The CA bundle the database server's certificate must chain to (database.tls).
   - name: database-ca
     configMap:
       name: {{ . }}
       items:
-        - key: {{ $.Values.database.tls.caKey }}
-          path: {{ $.Values.database.tls.caKey }}
+        - key: {{ $root.Values.database.tls.caKey }}
+          path: {{ $root.Values.database.tls.caKey }}
       defaultMode: 0444
   {{- end }}
 {{- end -}}
@@ -317,7 +321,12 @@ spec:
     spec:
       serviceAccountName: {{ include "flow.serviceAccountName" . }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
-      {{- include "flow.podCommon" $root | nindent 6 }}
+      {{- $tmpMi := 64 }}
+      {{- if and (eq .component "query") $root.Values.archive.enabled }}
+      {{- /* query keeps archive files in /tmp: room for its cache on top */}}
+      {{- $tmpMi = add 64 (div (add (int64 $root.Values.archive.queryCacheBytes) 1048575) 1048576) }}
+      {{- end }}
+      {{- include "flow.podCommon" (dict "root" $root "tmpMi" $tmpMi) | nindent 6 }}
       {{- with $root.Values.topologySpreadKey }}
       topologySpreadConstraints:
         - maxSkew: 1
