@@ -109,7 +109,12 @@ def test_chart_lints_strictly(values_file):
 
 @pytest.mark.parametrize("values_file", CI_VALUES)
 def test_rendered_objects_are_valid_kubernetes_1_30(values_file, tmp_path):
-    docs = [d for d in rendered(values_file) if d["kind"] not in KEDA_KINDS | MONITORING_KINDS]
+    assert_valid_kubernetes([d for d in rendered(values_file) if d["kind"] not in KEDA_KINDS | MONITORING_KINDS],
+                            tmp_path)
+
+
+def assert_valid_kubernetes(docs, tmp_path) -> None:
+    """kubernetes-validate, strict, for Kubernetes 1.30, of every object of `docs` (as files in tmp_path)."""
     files = []
     for n, doc in enumerate(docs):
         files.append(tmp_path / f"{n:02d}-{doc['kind']}.json")

@@ -27,7 +27,7 @@ import asyncpg
 import boto3
 import pytest
 
-from tests.test_chart import AUTH_SET, CHART, HELM, KUBE, VENV, by_kind, parse_yaml, run
+from tests.test_chart import AUTH_SET, CHART, HELM, KUBE, VENV, assert_valid_kubernetes, by_kind, parse_yaml, run
 from tools import stack_values
 from tools.app_role import create_app_role
 from tools.devstack.messaging import deploy_messaging
@@ -408,12 +408,7 @@ def test_stack_outputs_become_chart_values_the_chart_accepts(stack, messaging, a
     role_annotations = {d["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
                         for d in docs if d["kind"] == "ServiceAccount"}
     assert set(STAND_INS["identity"].values()) <= role_annotations
-    files = []
-    for n, doc in enumerate(docs):
-        files.append(tmp_path / f"{n:02d}-{doc['kind']}.json")
-        files[-1].write_text(json.dumps(doc))
-    done = run(VENV / "kubernetes-validate", "--strict", "-k", "1.30.0", "--quiet", *files)
-    assert done.returncode == 0 and "WARN" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert_valid_kubernetes(docs, tmp_path)
 
 
 # --- flow_app in the database ----------------------------------------------------------------------
