@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_engine.apply import apply_batch
 from flow_engine.outcome import Outcome
-from flow_kit.posting import PostingMessage
+from flow_rules.posting import PostingMessage
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()

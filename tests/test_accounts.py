@@ -18,8 +18,8 @@ from flow_engine.apply import apply_batch
 from flow_engine.reconcile import find_mismatches
 from flow_engine.relay import claimed_outcomes
 from flow_ingest.accounts import AccountRegistry
-from flow_kit.accounts import account_lock_key
-from flow_kit.codes import Code
+from flow_rules.accounts import account_lock_key
+from flow_rules.codes import Code
 from flow_kit.db import create_engine, is_transient
 from flow_kit.errors import FlowError
 from tests.engine_helpers import TODAY, balance_rows, expected_rows, posting, transaction_ids

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from flow_engine.reconcile import find_mismatches
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import create_engine
 from tests.engine_helpers import TODAY, apply, balance_rows, expected_rows, posting, transaction_ids
 from tests.reference import Posted, ReferenceLedger
@@ -93,8 +93,8 @@ async def test_an_id_reused_with_other_content_is_rejected_and_the_first_stands(
 
 
 async def test_an_outcome_recorded_before_sql_fingerprints_still_recognises_its_redelivery(db):
-    """Outcomes recorded by engines before 0005 carry the Python fingerprint (flow_kit.posting)."""
-    from flow_kit.posting import fingerprint
+    """Outcomes recorded by engines before 0005 carry the Python fingerprint (flow_rules.posting)."""
+    from flow_rules.posting import fingerprint
 
     earlier, reused = posting(amount="7.00", details={"b": 1, "a": [1, 2]}), posting(amount="8.00")
     async with db.begin() as conn:

@@ -15,7 +15,7 @@ from flow_engine.apply import apply_batch
 from flow_engine.message import decode
 from flow_kit.db import create_engine
 from flow_kit.migrations import asyncpg_dsn
-from flow_kit.posting import Caller
+from flow_rules.posting import Caller
 from tests.engine_helpers import posting
 from tools.devstack.approle import grant_sql, login_sql, new_password
 

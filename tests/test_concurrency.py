@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from flow_engine.reconcile import find_mismatches
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import create_engine
 from tests.engine_helpers import apply, balance_rows, expected_rows, posting, transaction_ids
 from tests.reference import Posted, ReferenceLedger

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flow_ingest.idempotency import RequestLedger
 from flow_kit.db import create_engine
-from flow_kit.posting import PostingMessage, fingerprint
+from flow_rules.posting import PostingMessage, fingerprint
 
 
 def message(id: uuid.UUID | None = None, amount: str = "1.00") -> PostingMessage:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from flow_engine.message import DecodeError, decode
-from flow_kit.posting import PostingMessage
+from flow_rules.posting import PostingMessage
 
 FIELDS = ("id", "tracekey", "branch", "account", "amount", "debitcredit", "eventcode", "dateref", "acceptedat",
           "description", "details")

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from flow_engine.outcome import Outcome
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.migrations import MigrationError, apply_migrations, asyncpg_dsn
 from tools.devstack.stack import ROOT
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from flow_kit.codes import Code
-from flow_kit.posting import PostingIn, check_dateref, fingerprint, validation_code
+from flow_rules.codes import Code
+from flow_rules.posting import PostingIn, check_dateref, fingerprint, validation_code
 
 VALID = {"branch": "0001", "account": "000000001", "amount": "10.50", "debitcredit": "D", "eventcode": 1,
          "dateref": "2026-11-20"}

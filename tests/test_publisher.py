@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from flow_ingest.publisher import RequestPublisher
-from flow_kit.posting import PostingMessage
+from flow_rules.posting import PostingMessage
 from tests.conftest import aws_session
 
 

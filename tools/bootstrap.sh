@@ -35,7 +35,7 @@ if ! stamp_ok .venv/.flow-stamp "$app_sum"; then
   "$UV" venv --quiet --allow-existing --python "$PYTHON" .venv
   "$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements-dev.lock
   "$UV" pip install --quiet --python .venv/bin/python --no-deps \
-    -e services/kit -e services/ingest -e services/engine -e services/query
+    -e services/rules -e services/kit -e services/ingest -e services/engine -e services/query
   echo "$app_sum" > .venv/.flow-stamp
 fi
 

@@ -38,11 +38,11 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flow_kit.accounts import account_lock_key
-from flow_kit.codes import Code
-from flow_kit.posting import check_dateref, fingerprint
+from flow_rules.accounts import account_lock_key
+from flow_rules.codes import Code
+from flow_rules.posting import check_dateref, fingerprint
 
-from .account_rules import AccountState, Refusal
+from flow_rules.account_rules import AccountState, Refusal
 from .message import Posting
 from .outcome import Outcome
 

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from flow_kit import tracing
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import is_transient, ping
 from flow_kit.logs import tracekey_var
 

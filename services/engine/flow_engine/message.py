@@ -1,6 +1,6 @@
 """Decoding FlowRequest messages: the engine's hot path, so msgspec rather than pydantic.
 
-Ingest validates every posting with `flow_kit.posting.PostingMessage` (pydantic) and publishes it;
+Ingest validates every posting with `flow_rules.posting.PostingMessage` (pydantic) and publishes it;
 the engine decodes each body again, to set aside what is not a posting (it goes to the DLQ) and to
 get typed values. msgspec does that about four times faster. The rules are PostingMessage's, checked
 against it by tests/test_message.py: whatever this accepts, PostingMessage accepts with equal values,
@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from flow_kit.posting import PostingMessage
+from flow_rules.posting import PostingMessage
 
 __all__ = ["DecodeError", "Posting", "QueuedCaller", "QueuedPosting", "decode"]
 
@@ -34,7 +34,7 @@ _CallerText = Annotated[str, msgspec.Meta(pattern=r"\A[^\x00]*\Z")]
 
 
 class QueuedCaller(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """Who posted; the attributes of flow_kit.posting.Caller."""
+    """Who posted; the attributes of flow_rules.posting.Caller."""
 
     sub: _CallerText | None = None
     client: _CallerText | None = None

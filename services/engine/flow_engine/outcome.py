@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import NamedTuple
 from uuid import UUID, uuid5
 
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 
 __all__ = ["Outcome", "figures"]
 

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flow_kit import tls
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import create_engine
 
 __all__ = ["Mismatch", "find_mismatches"]

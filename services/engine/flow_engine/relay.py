@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_kit import tracing
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 
 from .callbacks import CallbackPublisher
 from .outcome import Outcome, figures

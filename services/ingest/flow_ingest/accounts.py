@@ -1,6 +1,6 @@
 """The account registry's admin API (`flow.admin`): open an account, change its limit or holder,
 block and unblock it, close it. Every change takes the account's lock, the one the engine takes
-before it judges or moves the account (flow_kit.accounts), so no batch interleaves with it."""
+before it judges or moves the account (flow_rules.accounts), so no batch interleaves with it."""
 
 import uuid
 from datetime import datetime
@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from flow_kit.accounts import ACTIVE, BLOCKED, CLOSED, account_lock_key
+from flow_rules.accounts import ACTIVE, BLOCKED, CLOSED, account_lock_key
 from flow_kit.auth import caller_of
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.errors import ErrorOut, FlowError
-from flow_kit.posting import Account, Branch, Text
+from flow_rules.posting import Account, Branch, Text
 
 __all__ = ["AccountOut", "AccountRegistry", "install_account_routes"]
 

@@ -12,14 +12,14 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from flow_kit.access import AccessLog
 from flow_kit.auth import AuthSettings, Authenticator, TokenGate, caller_of, install_auth_error_handler
 from flow_kit.aws import AwsClients
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import create_database, is_transient, ping
 from flow_kit.entitlements import EntitlementSettings
 from flow_kit.errors import ErrorOut, FlowError, StrictJSONRoute, error_body, install_error_handlers
-from flow_kit.events import EventOut
+from flow_rules.events import EventOut
 from flow_kit.health import docs_options, mount_health
 from flow_kit.limits import BodySizeLimit
-from flow_kit.posting import DecimalInteger, PostingIn, validation_code
+from flow_rules.posting import DecimalInteger, PostingIn, validation_code
 from flow_kit.serve import load_settings
 
 from .accounts import AccountRegistry, install_account_routes

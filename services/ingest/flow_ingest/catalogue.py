@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.errors import FlowError
 
 __all__ = ["Event", "EventCatalogue"]

@@ -7,7 +7,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_kit.posting import PostingMessage, fingerprint
+from flow_rules.posting import PostingMessage, fingerprint
 
 from .coalesce import Coalescer
 

@@ -11,10 +11,10 @@ from uuid import UUID, uuid4
 from prometheus_client import Counter
 
 from flow_kit import tracing
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.entitlements import Grant
 from flow_kit.logs import tracekey_var
-from flow_kit.posting import Caller, PostingIn, PostingMessage, check_dateref, fingerprint
+from flow_rules.posting import Caller, PostingIn, PostingMessage, check_dateref, fingerprint
 
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger

@@ -6,7 +6,7 @@ import logging
 
 from prometheus_client import Histogram
 
-from flow_kit.posting import PostingMessage
+from flow_rules.posting import PostingMessage
 
 from .coalesce import Coalescer
 

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flow_kit.posting import Text
+from flow_rules.posting import Text
 
 __all__ = ["Accepted", "BatchIn", "BatchItem", "BatchOut", "EventIn", "EventPatch"]
 

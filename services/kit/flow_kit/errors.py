@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .codes import Code
+from flow_rules.codes import Code
 
 __all__ = ["ErrorOut", "FlowError", "NonFinite", "StrictJSONRoute", "error_body", "install_error_handlers",
            "strict_loads"]
@@ -71,7 +71,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_parse_float, parse_constant=NonFinite)
 # Integers are read by int() (a Python call for each would slow every body); one longer than int()
 # reads (4,300 digits) has the body read again with _parse_int. An integer beyond a double's range but
-# shorter stays an exact int: no field takes it (flow_kit.posting refuses it in details).
+# shorter stays an exact int: no field takes it (flow_rules.posting refuses it in details).
 _DECODER_LONG_INTS = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_parse_float, parse_int=_parse_int,
                                       parse_constant=NonFinite)
 # The tokens of a JSON text that parsed up to a duplicated key: enough to find where that key is.

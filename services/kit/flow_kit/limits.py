@@ -3,7 +3,7 @@ oversized or lying request is refused with 413 R015 and never reaches a handler.
 
 import json
 
-from .codes import Code
+from flow_rules.codes import Code
 
 __all__ = ["BodySizeLimit"]
 

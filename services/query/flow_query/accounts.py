@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.errors import FlowError
 
 from .replica import LAG_SQL

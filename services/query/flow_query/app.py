@@ -13,13 +13,13 @@ from flow_kit import tracing
 from flow_kit.access import AccessLog
 from flow_kit.aws import AwsClients
 from flow_kit.auth import AuthSettings, Authenticator, TokenGate, install_auth_error_handler
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import create_database
 from flow_kit.entitlements import ALL_BRANCHES, EntitlementSettings, Grant
 from flow_kit.errors import ErrorOut, FlowError, install_error_handlers
-from flow_kit.events import EventOut
+from flow_rules.events import EventOut
 from flow_kit.health import docs_options, mount_health
-from flow_kit.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
+from flow_rules.posting import CanonicalUUID, DecimalInteger, IsoDate, validation_code
 from flow_kit.serve import load_settings
 
 from .accounts import AccountState, read_account

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flow_kit import lake
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.errors import FlowError
 
 from .render import dumps

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.errors import FlowError
 
 __all__ = ["START", "CursorCodec"]

@@ -15,7 +15,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from flow_kit.codes import Code
+from flow_rules.codes import Code
 from flow_kit.db import is_transient
 from flow_kit.errors import FlowError
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from flow_kit.events import EventOut
+from flow_rules.events import EventOut
 
 __all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "CallerOut", "EventList", "Statement", "StatementLine",
            "TransactionList", "TransactionOut"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from flow_kit.accounts import BLOCKED, CLOSED
-from flow_kit.codes import Code
+from flow_rules.accounts import BLOCKED, CLOSED
+from flow_rules.codes import Code
 
 __all__ = ["AccountState", "Refusal"]
 
