@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_engine.apply import apply_batch
 from flow_engine.outcome import Outcome
+from flow_engine.reconcile import find_mismatches
 from flow_rules.posting import PostingMessage
 
 NOW = datetime.now(UTC)
@@ -51,3 +52,12 @@ def expected_rows(reference) -> dict[tuple[str, date], tuple[Decimal, ...]]:
             rows[(account, date.fromisoformat(row["dateref"]))] = (
                 row["totaldebit"], row["totalcredit"], row["accumulateddebit"], row["accumulatedcredit"])
     return rows
+
+
+async def assert_matches_reference(db: AsyncEngine, reference, branch: str = "0001") -> None:
+    """The database against the reference model (a tests.reference.ReferenceLedger of `branch`): the same
+    postings, the same day rows, and nothing reconciliation would report."""
+    assert await transaction_ids(db, branch) == sorted(reference.postings)
+    assert await balance_rows(db, branch) == expected_rows(reference)
+    async with db.connect() as conn:
+        assert await find_mismatches(conn, branch=branch) == []

@@ -29,6 +29,11 @@ class ReferenceLedger:
     def statement_ids(self, branch: str, account: str) -> list[str]:
         return sorted(p.id for p in self.postings.values() if (p.branch, p.account) == (branch, account))
 
+    def balance_at(self, branch: str, account: str, day: date) -> Decimal:
+        """The account's balance at the end of `day`."""
+        return sum((p.amount if p.debitcredit == "C" else -p.amount for p in self.postings.values()
+                    if (p.branch, p.account) == (branch, account) and p.dateref <= day), Decimal("0.00"))
+
     def daily(self, branch: str, account: str) -> list[dict]:
         """One row per day with postings: day totals, running totals and balance, oldest first."""
         days: dict[date, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
@@ -67,8 +72,7 @@ class ReferenceAccounts:
         self.reject_unknown = reject_unknown
 
     def balance_at(self, branch: str, account: str, day: date) -> Decimal:
-        return sum((p.amount if p.debitcredit == "C" else -p.amount for p in self.ledger.postings.values()
-                    if (p.branch, p.account) == (branch, account) and p.dateref <= day), Decimal("0.00"))
+        return self.ledger.balance_at(branch, account, day)
 
     def decide(self, posting: Posted, forced: bool = False) -> tuple[str, dict | None]:
         """The code (and for R028 the figures) of a posting; the first decision of an id stands."""

@@ -9,7 +9,6 @@ and the next run finishes; two runs at once drop each month once; a restore puts
 The tests of this module build on each other, in order.
 """
 
-import asyncio
 import io
 import random
 import signal
@@ -32,6 +31,7 @@ from flow_engine.reconcile import find_mismatches
 from flow_kit import lake
 from flow_kit.db import create_engine
 from flow_kit.migrations import asyncpg_dsn
+from tests.waiting import wait_until_async
 
 TODAY = datetime.now(UTC).date()
 
@@ -206,10 +206,14 @@ async def test_archiving_two_months_survives_a_sigkill_and_reads_answer_as_befor
     job = spawn_archive(stack)
     bucket, first = stack.outputs["ArchiveBucketName"], lake.month_prefix("flow/", MONTHS[0])
     client = s3(stack)
-    deadline = asyncio.get_running_loop().time() + 60
-    while not client.list_objects_v2(Bucket=bucket, Prefix=first).get("KeyCount"):
-        assert job.poll() is None and asyncio.get_running_loop().time() < deadline, job.stdout.read()
-        await asyncio.sleep(0.02)
+
+    def first_file_written() -> int:
+        written = client.list_objects_v2(Bucket=bucket, Prefix=first).get("KeyCount", 0)
+        assert written or job.poll() is None, job.stdout.read()
+        return written
+
+    await wait_until_async(first_file_written, f"flow-archive's first file under {first}", 60, interval=0.02,
+                           describe=lambda _: job.stdout.read())
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert await partitions(stack) == set(MONTHS)  # nothing dropped yet

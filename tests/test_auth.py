@@ -25,6 +25,7 @@ from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
 from flow_kit.auth import AuthSettings, Authenticator, Claims, install_auth_error_handler
+from tests.waiting import wait_until_async
 from tools.devstack.issuer import DevIssuer
 from tools.devstack.processes import free_port
 
@@ -366,10 +367,8 @@ async def test_expired_cache_is_refreshed_behind_the_requests():
             await asyncio.sleep(0.6)
             fresh = issuer.mint(["flow.read"])  # not one verified already: its key comes from the old cache
             assert (await client.get(READ, headers=bearer(fresh))).status_code == 200
-            for _ in range(50):
-                if issuer.requests["/jwks"] == 2:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until_async(lambda: issuer.requests["/jwks"], "the JWKS refetched behind the requests", 2.5,
+                                   holds=lambda fetches: fetches == 2, interval=0.05)
             assert issuer.requests == {"/.well-known/openid-configuration": 1, "/jwks": 2}
 
 

@@ -28,6 +28,7 @@ import boto3
 import pytest
 
 from tests.test_chart import AUTH_SET, CHART, HELM, KUBE, VENV, assert_valid_kubernetes, by_kind, parse_yaml, run
+from tests.waiting import wait_until
 from tools import stack_values
 from tools.app_role import create_app_role
 from tools.devstack.messaging import deploy_messaging
@@ -313,12 +314,9 @@ async def test_sns_delivers_postings_into_the_encrypted_queue(stack, messaging):
     body = json.dumps({"id": str(uuid.uuid4()), "amount": "150.25"})
     sns.publish(TopicArn=messaging["RequestTopicArn"], Message=body,
                 MessageAttributes={"tracekey": {"DataType": "String", "StringValue": "t-1"}})
-    got = []
-    for _ in range(10):
-        got = sqs.receive_message(QueueUrl=messaging["QueueUrl"], WaitTimeSeconds=1,
-                                  MessageAttributeNames=["All"]).get("Messages", [])
-        if got:
-            break
+    got = wait_until(lambda: sqs.receive_message(QueueUrl=messaging["QueueUrl"], WaitTimeSeconds=1,
+                                                 MessageAttributeNames=["All"]).get("Messages", []),
+                     "the posting in the queue", 10, interval=0)
     [message] = got
     assert message["Body"] == body and message["MessageAttributes"]["tracekey"]["StringValue"] == "t-1"
     assert "Messages" not in sqs.receive_message(QueueUrl=messaging["DeliveryDlqUrl"])

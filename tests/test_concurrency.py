@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 
-from flow_engine.reconcile import find_mismatches
 from flow_rules.codes import Code
 from flow_kit.db import create_engine
-from tests.engine_helpers import apply, balance_rows, expected_rows, posting, transaction_ids
+from tests.engine_helpers import apply, assert_matches_reference, posting
 from tests.reference import Posted, ReferenceLedger
 
 APPLIERS = 4
@@ -42,9 +41,6 @@ async def test_parallel_appliers_equal_the_reference_without_deadlocks(fresh_dat
         for p in sent:
             reference.apply(Posted(str(p.id), branch, p.account, p.amount, p.debitcredit, p.dateref))
         assert all(o.code is Code.APPLIED for outcomes in results for o in outcomes)
-        assert await transaction_ids(db, branch) == sorted(reference.postings)
-        assert await balance_rows(db, branch) == expected_rows(reference)
-        async with db.connect() as conn:
-            assert await find_mismatches(conn, branch=branch) == []
+        await assert_matches_reference(db, reference, branch)
     finally:
         await db.dispose()

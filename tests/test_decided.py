@@ -20,6 +20,7 @@ from flow_engine.settings import EngineSettings
 from flow_kit.db import create_engine
 from tests.engine_helpers import TODAY, posting
 from tests.test_consumer import send, waiting
+from tests.waiting import wait_until_async
 from tools.devstack.postgres import PostgresCluster
 from tools.devstack.processes import free_port
 from tools.devstack.stack import new_database
@@ -43,6 +44,18 @@ def engine_for(stack, sqs, queue: str, database_url: str, **settings) -> Consume
     return Consumer(settings, create_engine(database_url, 3), sqs)
 
 
+async def gather_all(engine: Consumer, count: int) -> list[dict]:
+    """Batches received until `count` messages are in hand (one batch may not bring them all)."""
+    batch: list[dict] = []
+
+    async def received() -> int:
+        batch.extend(await engine.gather_batch())
+        return len(batch)
+
+    await wait_until_async(received, f"{count} messages received", 60, holds=lambda n: n >= count, interval=0)
+    return batch
+
+
 def held_total() -> float:
     return REGISTRY.get_sample_value("flow_engine_held_postings_total") or 0.0
 
@@ -62,9 +75,7 @@ async def test_a_posting_the_database_refuses_is_held_and_the_rest_of_its_batch_
     engine = engine_for(stack, sqs, queue, fresh_database, batch_size=500, hold_seconds=2)
     before = held_total()
 
-    batch = []
-    while len(batch) < 500:
-        batch += await engine.gather_batch()
+    batch = await gather_all(engine, 500)
     await engine.handle(batch)  # one pass: 499 applied, one held
 
     async with db.connect() as conn:
@@ -113,9 +124,7 @@ async def test_a_posting_beyond_the_ledger_limit_is_rejected_with_its_code_and_t
     sent.append(posting(account="000000001", amount="5.00", debitcredit="D"))
     await send(sqs, queue, [p.model_dump_json() for p in sent])
     engine = engine_for(stack, sqs, queue, fresh_database, batch_size=200)
-    batch = []
-    while len(batch) < len(sent):
-        batch += await engine.gather_batch()
+    batch = await gather_all(engine, len(sent))
     await engine.handle(batch)
     db = create_engine(fresh_database, 1)
     async with db.connect() as conn:
@@ -163,12 +172,12 @@ async def test_a_database_outage_longer_than_every_delivery_sends_nothing_to_the
         await asyncio.sleep(15)  # the primary stays down for 3 x visibility x maxReceiveCount
         assert await waiting(sqs, dlq) == 0
         cluster.start()
-        for _ in range(60):
-            if await waiting(sqs, queue) == 0:
-                break
-            await asyncio.sleep(1)
-        engine.stop()
-        await poller
+        try:
+            await wait_until_async(lambda: waiting(sqs, queue), "the queue to drain", 60, holds=lambda n: n == 0,
+                                   interval=1)
+        finally:
+            engine.stop()
+            await poller
         db = create_engine(url, 1)
         async with db.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM flow.transaction"))).scalar() == 50

@@ -1,7 +1,6 @@
 """Faults around the engine: poison messages, an SNS outage, a crash between commit and publish,
 and the partitions the transaction table needs."""
 
-import asyncio
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from flow_engine.relay import CallbackRelay
 from flow_kit.db import create_engine
 from tests.conftest import TopicListener, aws_session
 from tests.engine_helpers import TODAY, apply, posting
+from tests.waiting import wait_until_async
 
 
 @pytest.mark.integration
@@ -24,11 +24,14 @@ async def test_a_poison_message_ends_in_the_dlq_without_blocking_the_rest(stack,
         seen = await callbacks.collect({str(good.tracekey)}, timeout=30)
         assert seen[str(good.tracekey)][0]["status"] == "applied"
         bodies: list[str] = []
-        deadline = asyncio.get_running_loop().time() + 60
-        while "{not json" not in bodies and asyncio.get_running_loop().time() < deadline:
+
+        async def dead_lettered() -> list[str]:
             got = await sqs.receive_message(QueueUrl=stack.outputs["DlqUrl"], WaitTimeSeconds=1, MaxNumberOfMessages=10)
-            bodies += [m["Body"] for m in got.get("Messages", [])]
-        assert "{not json" in bodies
+            bodies.extend(m["Body"] for m in got.get("Messages", []))
+            return bodies
+
+        await wait_until_async(dead_lettered, "the poison message in the dead-letter queue", 60,
+                               holds=lambda got: "{not json" in got, interval=0)
 
 
 async def _outbox(db) -> list[tuple]:
@@ -66,7 +69,7 @@ async def test_an_sns_outage_delays_callbacks_and_loses_none(stack, fresh_databa
         assert len(seen) == 26
         rejected = seen[str(sent[-1].tracekey)][0]
         assert (rejected["status"], rejected["code"]) == ("rejected", "R020")
-        assert all(uuid.UUID(m["messageid"]) for ms in seen.values() for m in ms)
+        assert all(str(uuid.UUID(m["messageid"])) == m["messageid"] for ms in seen.values() for m in ms)
     await db.dispose()
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, date, datetime
 
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.waiting import wait_until
 from tools.devstack.processes import free_port
 
 STATEMENT = "/v1/accounts/0001/000000001/statement"
@@ -231,13 +231,8 @@ def test_a_service_serves_health_on_its_own_port_and_probes_it(tmp_path):
     script.write_text(SERVE)
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).status_code, "the health port",
+                   20, holds=lambda status: status == 200, interval=0.1, ignoring=httpx.HTTPError)
         assert httpx.get(f"http://127.0.0.1:{health}/metrics").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{api}/healthz").status_code == 404
         probe = subprocess.run([sys.executable, str(script), "health"], env=env, capture_output=True, timeout=20)

@@ -13,7 +13,6 @@ import ast
 import fnmatch
 import json
 import re
-import time
 import urllib.parse
 from collections import defaultdict
 from functools import cache
@@ -25,6 +24,7 @@ import pytest
 from botocore import xform_name
 
 from tests.test_chart import by_kind, chart_tools, pod_specs, rendered  # noqa: F401  (chart_tools: helm)
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ROOT / "services"
@@ -242,10 +242,9 @@ def deploy(endpoint: str, name: str, template: str, parameters: dict[str, str]) 
     cfn, iam = client("cloudformation"), client("iam")
     cfn.create_stack(StackName=name, TemplateBody=template, Capabilities=["CAPABILITY_IAM"],
                      Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
-    deadline = time.monotonic() + 60
-    while (status := cfn.describe_stacks(StackName=name)["Stacks"][0])["StackStatus"].endswith("IN_PROGRESS"):
-        assert time.monotonic() < deadline, f"{name} not created in time"
-        time.sleep(0.2)
+    status = wait_until(lambda: cfn.describe_stacks(StackName=name)["Stacks"][0], f"{name} to be created", 60,
+                        holds=lambda stack: not stack["StackStatus"].endswith("IN_PROGRESS"),
+                        describe=lambda stack: stack["StackStatus"])
     assert status["StackStatus"] == "CREATE_COMPLETE", [
         (e["LogicalResourceId"], e.get("ResourceStatusReason"))
         for e in cfn.describe_stack_events(StackName=name)["StackEvents"] if "FAILED" in e["ResourceStatus"]]

@@ -90,7 +90,7 @@ async def test_the_posting_is_published_with_its_tracekey_and_acceptance_time(in
     response = await http.post(f"{ingest_url}/v1/transactions", json=sent)
     assert response.status_code == 202
     answer = response.json()
-    uuid.UUID(answer["id"])
+    assert str(uuid.UUID(answer["id"])) == answer["id"]  # a drawn id, in canonical form
     assert answer["tracekey"] == sent["tracekey"] and answer["status"] == "accepted"
     (message,) = (await requests_topic.collect({sent["tracekey"]}, timeout=30))[sent["tracekey"]]
     assert message["id"] == answer["id"] and message["details"] == {"origin": "test"}
@@ -101,7 +101,7 @@ async def test_a_tracekey_is_drawn_when_none_is_sent(ingest_url, http):
     sent = body()
     del sent["tracekey"]
     answer = (await http.post(f"{ingest_url}/v1/transactions", json=sent)).json()
-    uuid.UUID(answer["tracekey"])
+    assert str(uuid.UUID(answer["tracekey"])) == answer["tracekey"]
 
 
 async def test_a_retried_id_gets_the_first_answer_and_other_content_is_refused(ingest_url, query_url, http, callbacks):

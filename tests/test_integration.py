@@ -1,6 +1,7 @@
 """The design's integration test, through the public HTTP APIs: 1,000 postings over 50 accounts with
 dates across the retroactive window; wait until every tracekey is reported on FlowCallback; then
-every statement and every daily balance row must equal an independent reference model."""
+every statement and every daily balance row must equal an independent reference model, and every
+statement line's running balance follow from the one before, ending on the day's balance."""
 
 import asyncio
 import random
@@ -12,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from tests.reference import Posted, ReferenceLedger
+from tests.statements import assert_day_ends, assert_running_balances
 
 pytestmark = pytest.mark.integration
 
@@ -78,12 +80,18 @@ async def check_end_to_end(ingest_url: str, query_url: str, http, callbacks, pos
         reference.apply(Posted(body["id"], branch, body["account"], Decimal(body["amount"]),
                                body["debitcredit"], date.fromisoformat(body["dateref"])))
 
-    window = {"from": (today - timedelta(days=WINDOW_DAYS)).isoformat(), "to": today.isoformat()}
+    start = today - timedelta(days=WINDOW_DAYS)
+    window = {"from": start.isoformat(), "to": today.isoformat()}
     for account in accounts:
         statement = (await http.get(f"{query_url}/v1/accounts/{branch}/{account}/statement", params=window)).json()
         assert sorted(line["id"] for line in statement["items"]) == reference.statement_ids(branch, account), account
+        opening = reference.balance_at(branch, account, start - timedelta(days=1))
+        assert Decimal(statement["opening_balance"]) == opening, account
+        closing = assert_running_balances(statement)
+        assert closing == reference.balance_at(branch, account, today), account
         balances = (await http.get(f"{query_url}/v1/accounts/{branch}/{account}/balances", params=window)).json()
         assert [_money(row) for row in balances["items"]] == reference.daily(branch, account), account
+        assert_day_ends(statement["items"], balances["items"])
     checked = time.perf_counter()
     return (f"accepted in {accepted - started:.1f} s, all reported on FlowCallback after {reported - started:.1f} s, "
             f"checked in {checked - reported:.1f} s ({checked - started:.1f} s in all)")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
 from tools.devstack.processes import free_port
 from tools.devstack.stack import ROOT
 
@@ -79,10 +79,14 @@ def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(state_dir):
     proc = subprocess.Popen([sys.executable, "-m", "tools.devstack"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while "Ctrl-C stops everything" not in (tmp_path / "run.log").read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
-            time.sleep(0.5)
+
+        def banner_written() -> bool:
+            written = "Ctrl-C stops everything" in (tmp_path / "run.log").read_text()
+            assert written or proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            return written
+
+        wait_until(banner_written, "make run's banner", 120, interval=0.5,
+                   describe=lambda _: (tmp_path / "run.log").read_text()[-3000:])
         banner = (tmp_path / "run.log").read_text()
         ingest, query = (f"http://127.0.0.1:{ports['FLOW_INGEST_HTTP_PORT']}",
                          f"http://127.0.0.1:{ports['FLOW_QUERY_HTTP_PORT']}")
@@ -99,14 +103,15 @@ def test_make_run_serves_a_posting_and_ctrl_c_stops_everything(state_dir):
         example = re.search(r"-d '(\{.*\})'", banner).group(1)
         accepted = _call(f"{ingest}/v1/transactions", json.loads(example), token)
         assert accepted["status"] == "accepted"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def read_back() -> dict | None:
             try:
-                posted = _call(f"{query}/v1/transactions/{accepted['id']}", token=token)
-                break
+                return _call(f"{query}/v1/transactions/{accepted['id']}", token=token)
             except urllib.error.HTTPError as error:
-                assert error.code == 404 and time.monotonic() < deadline
-                time.sleep(0.2)
+                assert error.code == 404, error  # not applied yet, or not on the replica yet
+                return None
+
+        posted = wait_until(read_back, "the posting read back through query", 30)
         assert posted["status"] == "applied" and posted["amount"] == "150.25"
         balances = _call(f"{query}/v1/accounts/0001/000000001/balances", token=token)
         today = datetime.now(UTC).date().isoformat()

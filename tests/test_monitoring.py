@@ -4,7 +4,6 @@ Prometheus Operator's models, the rules with promtool (`check rules`, and the un
 tests/alerts.test.yaml), the dashboard's queries with promtool's parser, and every metric the rules and
 the dashboard name against what the services export (and the dashboard shows every one of them)."""
 
-import asyncio
 import json
 import re
 import shutil
@@ -17,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from tests.test_chart import (HELM, KUBE, MONITORING_KINDS, ROOT, STATE, by_kind, chart_tools,  # noqa: F401
                               model_check, parse_yaml, rendered, run)
+from tests.waiting import wait_until_async
 from tools.devstack.processes import free_port, spawn, stop, wait_until
 
 PROMTOOL = STATE / "bin" / "promtool"
@@ -194,10 +194,9 @@ async def _query(http: httpx.AsyncClient, url: str, expr: str) -> list:
 
 
 async def _wait_for(http, url: str, expr: str, timeout: float = 30) -> list:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await _query(http, url, expr)) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.5)
-    return result
+    """The answer to `expr`, once there is one."""
+    return await wait_until_async(lambda: _query(http, url, expr), f"Prometheus to answer {expr}", timeout,
+                                  interval=0.5)
 
 
 @pytest.mark.integration
@@ -209,13 +208,13 @@ async def test_the_dashboard_and_alerts_work_on_the_stacks_real_metrics(promethe
         refuse = {**good[0], "amount": "0"}
         # Every target scraped a few times before the postings, so rates see them arrive (each code's
         # series is there at 0 from the start).
-        assert await _wait_for(prom, prometheus, 'count_over_time(up{namespace="ledger"}[1m]) >= 3 and up == 1')
+        await _wait_for(prom, prometheus, 'count_over_time(up{namespace="ledger"}[1m]) >= 3 and up == 1')
         for posting in good:
             assert (await http.post(f"{ingest_url}/v1/transactions", json=posting)).status_code == 202
         assert (await http.post(f"{ingest_url}/v1/transactions", json=refuse)).json()["code"] == "R004"
         await callbacks.collect({p["tracekey"] for p in good}, timeout=60)
         applied = 'flow_engine_outcomes_total{namespace="ledger", status="applied"}'
-        assert await _wait_for(prom, prometheus, f"increase({applied}[1m]) >= 5")
+        await _wait_for(prom, prometheus, f"increase({applied}[1m]) >= 5")
 
         answers = {}
         for query in _dashboard_queries():

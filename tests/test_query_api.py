@@ -14,6 +14,8 @@ from flow_kit.migrations import asyncpg_dsn
 from flow_query.queries import utc_text
 from flow_query.schemas import BalanceAt, Statement, TransactionOut
 from tests.conftest import aws_session
+from tests.statements import assert_running_balances
+from tests.waiting import wait_until_async
 
 TODAY = datetime.now(UTC).date()
 
@@ -44,9 +46,12 @@ async def test_a_posting_is_read_back_by_id_and_by_tracekey_applied_or_rejected(
     session = aws_session()
     async with session.client("sns", endpoint_url=stack.aws_endpoint) as sns:
         await sns.publish(TopicArn=stack.outputs["RequestTopicArn"], Message=json.dumps(rejected))
-    seen = await callbacks.collect({tracekey}, timeout=60)
-    while len(seen.get(tracekey, [])) < 2:
-        seen = await callbacks.collect({tracekey}, timeout=5)
+
+    async def reported() -> int:
+        await callbacks.poll()
+        return sum(m.get("tracekey") == tracekey for m in callbacks.messages)
+
+    await wait_until_async(reported, "both postings' callbacks", 60, holds=lambda n: n >= 2, interval=0)
     one = (await http.get(f"{query_url}/v1/transactions/{applied['id']}")).json()
     assert one["status"] == "applied" and one["amount"] == "10.00" and one["tracekey"] == tracekey
     two = (await http.get(f"{query_url}/v1/transactions/{rejected['id']}")).json()
@@ -81,11 +86,7 @@ async def test_a_statement_pages_with_a_cursor_and_running_balances(ingest_url, 
     # The opening balance is every posting before the window; each line moves the balance by its amount.
     before = sum(Decimal(i["amount"]) * (1 if i["debitcredit"] == "C" else -1) for i in items if i["dateref"] < window["from"])
     assert Decimal(page["opening_balance"]) == before
-    running = before
-    for line in lines:
-        running += Decimal(line["amount"]) * (1 if line["debitcredit"] == "C" else -1)
-        assert Decimal(line["balance"]) == running, line
-    assert Decimal(page["closing_balance"]) == running
+    running = assert_running_balances(page, lines)
     response = await http.get(f"{query_url}/v1/accounts/0004/{account}/balance", params={"date": TODAY.isoformat()})
     assert_written_as_the_model(BalanceAt, response)
     at = response.json()

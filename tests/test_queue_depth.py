@@ -1,7 +1,6 @@
 """The queue depth metrics: the engine samples FlowTransaction and the dead-letter queue its
 RedrivePolicy names, and reports them on /metrics."""
 
-import asyncio
 import json
 import re
 import uuid
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from flow_engine.queue_depth import QUEUE_MESSAGES, QueueDepth
+from tests.waiting import wait_until_async
 
 
 def _gauge(queue: str, state: str) -> float:
@@ -56,10 +56,11 @@ async def test_the_running_engine_reports_both_queues(stack):
     wanted = re.compile(r'^flow_engine_queue_messages\{queue="(FlowTransaction|FlowTransactionDlq)",'
                         r'state="(visible|in_flight|delayed)"\} \d+\.0$', re.M)
     async with httpx.AsyncClient() as http:
-        for _ in range(50):
-            found = wanted.findall((await http.get(f"http://127.0.0.1:{stack.config.engine_port}/metrics")).text)
-            if len(found) == 6:
-                break
-            await asyncio.sleep(0.2)
+
+        async def reported() -> list[tuple[str, str]]:
+            return wanted.findall((await http.get(f"http://127.0.0.1:{stack.config.engine_port}/metrics")).text)
+
+        found = await wait_until_async(reported, "both queues' three states on the engine's /metrics", 10,
+                                       holds=lambda got: len(got) == 6)
     assert sorted(found) == sorted((q, s) for q in ("FlowTransaction", "FlowTransactionDlq")
                                    for s in ("visible", "in_flight", "delayed"))

@@ -1,7 +1,6 @@
 """The query service reads from a real streaming replica of the primary: a posting applied on the
 primary stays invisible to query while the replica's replay is paused, and shows up once it resumes."""
 
-import asyncio
 import uuid
 
 import asyncpg
@@ -11,6 +10,7 @@ from flow_kit.db import create_engine
 from flow_kit.migrations import asyncpg_dsn
 from flow_query.replica import REPLICA_LAG, ReplicaLagging, lag_check, replica_lag_seconds
 from tests.engine_helpers import apply, posting
+from tests.waiting import wait_until_async
 
 
 @pytest.fixture
@@ -57,12 +57,9 @@ async def test_query_reads_from_the_replica(stack, replica_url, query_url, http)
             # Wait until the replica has received the commit (it just does not replay it).
             async with primary.connect() as conn:
                 lsn = (await conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text")).scalar_one()
-            for _ in range(100):
-                if await replica.fetchval("SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn", lsn):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the replica did not receive the primary's WAL")
+            received = "SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn"
+            await wait_until_async(lambda: replica.fetchval(received, lsn), "the replica to receive the primary's WAL",
+                                   5, interval=0.05)
             assert await replica.fetchval("SELECT pg_get_wal_replay_pause_state()") == "paused"
             assert await replica_lag_seconds(replica_engine) > 0
             with pytest.raises(ReplicaLagging):  # the readiness check: too far behind for a 0 s limit
@@ -73,18 +70,12 @@ async def test_query_reads_from_the_replica(stack, replica_url, query_url, http)
             assert response.status_code == 404, response.text  # applied on the primary, not yet on the replica
         finally:
             await replica.execute("SELECT pg_wal_replay_resume()")
-        for _ in range(50):
-            response = await http.get(f"{query_url}/v1/transactions/{one.id}")
-            if response.status_code == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert response.status_code == 200, response.text
+        response = await wait_until_async(lambda: http.get(f"{query_url}/v1/transactions/{one.id}"),
+                                          "the posting through query once replayed", 5, interval=0.1,
+                                          holds=lambda answer: answer.status_code == 200, describe=lambda a: a.text)
         assert response.json()["status"] == "applied" and response.json()["branch"] == "RPL"
-        for _ in range(50):
-            if await replica_lag_seconds(replica_engine) == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await replica_lag_seconds(replica_engine) == 0.0
+        await wait_until_async(lambda: replica_lag_seconds(replica_engine), "the replica to catch up", 5, interval=0.1,
+                               holds=lambda lag: lag == 0.0)
     finally:
         await replica.close()
         await primary.dispose()

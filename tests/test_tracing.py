@@ -2,13 +2,13 @@
 posting's spans (ingest's answer, the engine's apply, its callback's publication, a client's reads)
 land in the trace whose id is its tracekey."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from flow_kit import tracing
+from tests.waiting import wait_until_async
 
 
 def posting(**change) -> dict:
@@ -18,12 +18,9 @@ def posting(**change) -> dict:
 
 async def _spans(otlp, tracekey: str, names: set[str], timeout: float = 30) -> dict[str, dict]:
     trace_id = uuid.UUID(tracekey).hex
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = {s["name"]: s for s in otlp.of_trace(trace_id)}
-        if names <= found.keys() or asyncio.get_running_loop().time() > deadline:
-            return found
-        await asyncio.sleep(0.2)
+    return await wait_until_async(lambda: {s["name"]: s for s in otlp.of_trace(trace_id)},
+                                  f"spans {sorted(names)} in trace {trace_id}", timeout,
+                                  holds=lambda found: names <= found.keys(), describe=lambda found: sorted(found))
 
 
 @pytest.mark.integration
@@ -58,9 +55,8 @@ async def test_a_postings_spans_share_its_tracekey_as_trace_id(otlp, ingest_url,
     assert spans["flow.query.tracekey"]["attributes"] == {"flow.tracekey": sent["tracekey"], "flow.found": 1}
     # The posting's span links to its batch's span, which holds the batch's size.
     [(batch_trace, batch_span)] = applied["links"]
-    deadline = asyncio.get_running_loop().time() + 10
-    while (batch := otlp.by_span_id(batch_span)) is None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
+    batch = await wait_until_async(lambda: otlp.by_span_id(batch_span), f"the batch's span {batch_span}", 10,
+                                   holds=lambda span: span is not None)
     assert batch["name"] == "flow.engine.batch" and batch["trace_id"] == batch_trace
     assert batch["attributes"]["flow.batch.postings"] == applied["attributes"]["flow.batch.postings"] >= 1
 
@@ -81,10 +77,9 @@ async def test_a_refused_posting_and_a_retry_are_traced_under_their_tracekeys(ot
     assert (await http.post(f"{ingest_url}/v1/transactions", json=retry)).json()["tracekey"] == first["tracekey"]
     await callbacks.collect({first["tracekey"]}, timeout=60)
     trace_id = uuid.UUID(first["tracekey"]).hex
-    deadline = asyncio.get_running_loop().time() + 30
-    while len([s for s in otlp.of_trace(trace_id) if s["name"] == "flow.ingest.accept"]) < 2:
-        assert asyncio.get_running_loop().time() < deadline, otlp.of_trace(trace_id)
-        await asyncio.sleep(0.2)
+    await wait_until_async(lambda: [s for s in otlp.of_trace(trace_id) if s["name"] == "flow.ingest.accept"],
+                           "both answers' flow.ingest.accept spans in the first tracekey's trace", 30,
+                           holds=lambda accepts: len(accepts) >= 2, describe=lambda _: otlp.of_trace(trace_id))
     assert otlp.of_trace(uuid.UUID(retry["tracekey"]).hex) == []
 
 
