@@ -32,13 +32,21 @@ deploy: setup
 	@tools/deploy $(ENV) $(DEPLOY_ARGS)
 
 # Re-resolve the app's dependencies after changing a pyproject.toml: requirements.lock is what the
-# services run with (the images install it), requirements-dev.lock adds the test tools.
+# services run with (the images install it), requirements-dev.lock adds the test tools; tools/lint-tools.lock
+# (ruff, mypy, stubs) is installed on top of requirements.lock, so it follows that lock's pins.
 EXPORT := .state/uv/bin/uv export --frozen --format requirements-txt --no-emit-workspace --all-packages --no-header
 lock: setup
 	.state/uv/bin/uv lock --python python3.11
 	$(EXPORT) --no-dev -o requirements.lock
 	$(EXPORT) --group dev -o requirements-dev.lock
+	.state/uv/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes -c requirements.lock \
+		tools/lint-tools.in -o tools/lint-tools.lock
 
+# First the PostgreSQL clusters this clone left outside it (make run's in /var/tmp when the postgres user
+# cannot reach .state, test and tool runs' in the temporary folders): with the venv's Python, or any 3.11.
 clean:
+	@py=$(PY); [ -x "$$py" ] || py=$${FLOW_PYTHON:-python3.11}; \
+	if command -v "$$py" >/dev/null; then "$$py" -m tools.devstack clean; \
+	else echo "make clean: no $$py, so clusters kept outside the clone are left (see python -m tools.devstack clean)" >&2; fi
 	bash tools/images.sh clean
 	rm -rf .state .venv

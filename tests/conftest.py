@@ -49,6 +49,8 @@ def stack(otlp: OtlpReceiver) -> Stack:
         print(f"test stack state kept in {state}")
     else:
         shutil.rmtree(state, ignore_errors=True)
+        if stack.postgres and not stack.postgres.data_dir.is_relative_to(state):  # kept outside (see stack.py)
+            shutil.rmtree(stack.postgres.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -561,8 +561,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"REFUSED: {refusal}")
             result = 1
         finally:
-            if localstack:
+            if localstack:  # a throwaway: its state goes with it
                 localstack.stop()
+                shutil.rmtree(localstack.state_dir, ignore_errors=True)
             _log = None
     if result == 0:
         latest = evidence.parent / "latest"

@@ -1,5 +1,8 @@
-"""`make run`: the whole local stack in the foreground; Ctrl-C or SIGTERM stops all of it."""
+"""`make run`: the whole local stack in the foreground; Ctrl-C or SIGTERM stops all of it.
+`python -m tools.devstack clean [--dry-run]` (`make clean`): stops and removes the PostgreSQL clusters
+this clone left outside it; standard library only, so any Python 3.11 runs it, with or without .venv."""
 
+import argparse
 import logging
 import os
 import signal
@@ -8,8 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .images import IMAGE_TAG
-from .stack import ROOT, Stack, StackConfig
+from . import postgres
 
 BANNER = """
 FLOW is running{mode}.
@@ -40,10 +42,37 @@ def _int_env(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _state_dir() -> Path:
+    return Path(os.environ.get("FLOW_DEV_STATE_DIR") or postgres.ROOT / ".state" / "run")
+
+
+def clean(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.devstack clean", description=(
+        "Stop and remove the PostgreSQL clusters this clone made outside it: make run's, when the postgres "
+        "user could not reach .state (kept in /var/tmp), and the throwaway ones of test and tool runs."))
+    parser.add_argument("--dry-run", action="store_true", help="list them, touch nothing")
+    args = parser.parse_args(argv)
+    # make run's state folder as `make run` sees it, and the default one (the variable may be unset now).
+    states = {_state_dir(), postgres.ROOT / ".state" / "run"}
+    try:
+        folders = postgres.clean(states, dry_run=args.dry_run)
+    except (OSError, RuntimeError) as exc:  # a server that would not stop, a folder we may not remove
+        print(f"devstack: clean failed: {exc}", file=sys.stderr)
+        return 1
+    for folder in folders:
+        print(f"devstack: {'would remove' if args.dry_run else 'removed'} {folder}")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["clean"]:
+        return clean(sys.argv[2:])
+    from .images import IMAGE_TAG  # the venv's packages: not needed to clean
+    from .stack import Stack, StackConfig
+
     logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
     config = StackConfig(
-        state_dir=Path(os.environ.get("FLOW_DEV_STATE_DIR") or ROOT / ".state" / "run"),
+        state_dir=_state_dir(),
         pg_port=_int_env("FLOW_DEV_PG_PORT", 5442),
         replica_port=_int_env("FLOW_DEV_REPLICA_PORT", 5443),
         localstack_port=_int_env("FLOW_DEV_LOCALSTACK_PORT", 4566),

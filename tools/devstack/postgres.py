@@ -1,15 +1,29 @@
-"""A PostgreSQL cluster of the stack's own, run as the `postgres` user when started by root."""
+"""A PostgreSQL cluster of the stack's own, run as the `postgres` user when started by root; and
+`clean`, which stops and removes the clusters this clone left outside it (`make clean`). Standard
+library only: `make clean` runs it even when .venv is gone."""
 
+import contextlib
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from .processes import port_is_free, run, spawn, stop, wait_until
 
-__all__ = ["HBA", "REPLICATION_SLOT", "PostgresCluster", "find_bindir"]
+__all__ = ["HBA", "MARKER", "OUTSIDE", "REPLICATION_SLOT", "PostgresCluster", "clean", "find_bindir", "leftovers",
+           "outside_folder", "stop_server"]
+
+ROOT = Path(__file__).resolve().parents[2]  # the clone this code belongs to
+# Where a cluster goes when the postgres user cannot reach the state folder (stack.py), and the file
+# naming the clone that made a cluster's folder, so `clean` knows its own wherever they are.
+OUTSIDE = Path("/var/tmp")
+MARKER = "flow-clone"
 
 REPLICATION_SLOT = "flow_replica"
 # The superuser (migrations, tests, the stack itself) and replication (pg_basebackup, the standby)
@@ -29,6 +43,12 @@ _INSTALL_HINT = (
     "`sudo apt-get install postgresql` (FLOW's scripts do this themselves when run as root), or set "
     "FLOW_PG_BINDIR to the folder holding initdb, or FLOW_DEV_DATABASE_URL to use an existing server."
 )
+
+
+def outside_folder(state_dir: Path, base: Path = OUTSIDE) -> Path:
+    """The folder of the cluster of `state_dir` when kept outside it: named after the state folder, so
+    each clone (each state folder) has its own (tools/devstack/stack.py keeps its cluster there)."""
+    return base / f"flow-postgres-{hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]}"
 
 
 def find_bindir() -> Path | None:
@@ -134,6 +154,7 @@ class PostgresCluster:
             raise RuntimeError(f"port {self.port} is taken; choose another PostgreSQL port")
         self.initialise()
         self._write_hba()
+        (self.data_dir.parent / MARKER).write_text(f"{ROOT}\n")  # on every start: older clusters get it too
         self.log.touch()
         self._own(self.log)
         options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir.parent}",
@@ -185,3 +206,86 @@ class PostgresCluster:
         if self._proc:
             stop(self._proc, signal.SIGINT, timeout=60)  # SIGINT is PostgreSQL's fast shutdown
             self._proc = None
+
+
+def _serves(pid: int, data_dir: Path) -> bool:
+    """Whether process `pid` is a live server of `data_dir` (a postmaster works in its data folder; a
+    stale postmaster.pid's number may be another process's by now)."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir.resolve()
+    except FileNotFoundError:  # gone, or a zombie
+        return False
+    except PermissionError:  # another user's, and no right to look: its command line names its folder (-D)
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except FileNotFoundError:
+            return False
+        return "-D" in args and not {str(data_dir), str(data_dir.resolve())}.isdisjoint(args)
+
+
+def stop_server(data_dir: Path, timeout: float = 60) -> int | None:
+    """Stops the server running on `data_dir`, if one is (a fast shutdown, SIGINT), and waits until it
+    is gone; returns its process id, None when none ran."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _serves(pid, data_dir):
+        return None
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while _serves(pid, data_dir):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL on {data_dir} (pid {pid}) did not stop within {timeout:.0f} s")
+        time.sleep(0.1)
+    return pid
+
+
+def _owners() -> set[int]:
+    owners = {os.geteuid()}
+    if os.geteuid() == 0:
+        with contextlib.suppress(KeyError):  # no postgres user: no cluster ran as one
+            owners.add(pwd.getpwnam("postgres").pw_uid)
+    return owners
+
+
+def _made_by(folder: Path, root: Path) -> bool:
+    """Whether `folder` holds a cluster folder (itself, or one level down: a test run's state/postgres)
+    whose marker names the clone `root`."""
+    for marker in (folder / MARKER, *folder.glob(f"*/{MARKER}")):
+        try:
+            if marker.read_text().strip() == str(root):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def leftovers(state_dirs: Iterable[Path], places: Iterable[Path] | None = None, root: Path = ROOT,
+              outside: Path = OUTSIDE) -> list[Path]:
+    """The folders outside the clone holding clusters it made: the outside folder of each of its state
+    folders, and each flow-* folder directly in `places` (by default the temporary folders: the
+    throwaway states of test and tool runs, kept or left by a killed run) whose marker names `root`.
+    Only folders this user (or, for root, the postgres user) owns: never another clone's, nor a stranger's."""
+    if places is None:
+        places = {Path(tempfile.gettempdir()), Path("/tmp"), outside}
+    found = {outside_folder(state, outside) for state in state_dirs}
+    for place in places:
+        found.update(f for f in place.glob("flow-*") if _made_by(f, root))
+    owners = _owners()
+    return sorted(f for f in found
+                  if f.is_dir() and not f.is_symlink() and f.stat().st_uid in owners and not f.is_relative_to(root))
+
+
+def clean(state_dirs: Iterable[Path], places: Iterable[Path] | None = None, root: Path = ROOT,
+          outside: Path = OUTSIDE, dry_run: bool = False) -> list[Path]:
+    """Stops the servers in `leftovers` (replicas first) and removes those folders; returns them."""
+    folders = leftovers(state_dirs, places, root, outside)
+    if dry_run:
+        return folders
+    for folder in folders:
+        pids = (*folder.glob("*/postmaster.pid"), *folder.glob("*/*/postmaster.pid"))  # data, replica, postgres/data
+        for data_dir in sorted({p.parent for p in pids}, key=lambda d: d.name != "replica"):
+            stop_server(data_dir)
+        shutil.rmtree(folder)
+    return folders

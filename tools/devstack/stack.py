@@ -3,7 +3,6 @@ messaging stack deployed, the schema, a demo event catalogue, the services' logi
 credentials in Secrets Manager, and the three services. `make run` and the test suite both use it."""
 
 import asyncio
-import hashlib
 import logging
 import os
 import subprocess
@@ -22,7 +21,7 @@ from .images import IMAGE_TAG, ChartPods, ImageRunner, merge_values
 from .issuer import DevIssuer
 from .localstack import LocalStack
 from .messaging import deploy_messaging, local_aws_env
-from .postgres import PostgresCluster
+from .postgres import PostgresCluster, outside_folder
 from .processes import free_port, spawn, stop, wait_until
 
 __all__ = ["AUDIENCE", "ROOT", "Stack", "StackConfig", "new_database"]
@@ -135,9 +134,8 @@ class Stack:
             if not self.postgres.reachable():
                 # A root-owned private parent (e.g. a clone inside a 0700 temp folder) hides the
                 # state folder from the postgres user; keep the cluster where it can reach it.
-                digest = hashlib.sha1(str(state).encode()).hexdigest()[:12]
-                self.postgres = PostgresCluster(Path("/var/tmp") / f"flow-postgres-{digest}" / "data",
-                                                self.config.pg_port, fast=self.config.fast)
+                self.postgres = PostgresCluster(outside_folder(state) / "data", self.config.pg_port,
+                                                fast=self.config.fast)
                 _log.warning("state folder not reachable by the postgres user; cluster kept in %s", self.postgres.data_dir)
             self.postgres.start()
             self.replica = PostgresCluster(self.postgres.data_dir.parent / "replica", self.config.replica_port,
