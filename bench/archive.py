@@ -31,6 +31,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench.loading import run_parallel
 from flow_archive.job import run as archive_run
 from flow_archive.settings import ArchiveSettings
 from flow_kit.aws import AwsClients
@@ -96,18 +97,7 @@ async def load(url: str, months: list[date], postings: int, accounts: int) -> fl
     todo = [(_LOAD, (lo, min(lo + chunk - 1, postings), m, accounts, last_day(m).day))
             for m in months for lo in range(1, postings + 1, chunk)]
     todo += [(_OUTCOMES, (m, last_day(m) + timedelta(days=1))) for m in months]
-
-    async def worker() -> None:
-        c = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            await c.execute("SET work_mem = '512MB'")
-            while todo:
-                sql, params = todo.pop(0)
-                await c.execute(sql, *params)
-        finally:
-            await c.close()
-
-    await asyncio.gather(*(worker() for _ in range(LOAD_WORKERS)))
+    await run_parallel(url, todo, LOAD_WORKERS, "SET work_mem = '512MB'")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute("SET work_mem = '1GB'")

@@ -42,7 +42,7 @@ def _one_run(server: str, name: str, load: str, postings: int, postmaster_pid: P
 
 
 def _measure(tree: Path, server: str, name: str, load: str, postings: int, postmaster_pid: Path) -> dict:
-    path = os.pathsep.join(str(p) for p in (tree, *(tree / "services" / s for s in ("kit", "engine", "ingest", "query"))))
+    path = os.pathsep.join(str(p) for p in (tree, *(tree / "services" / s for s in ("rules", "kit", "engine", "ingest", "query"))))
     done = subprocess.run([sys.executable, __file__, "--child", server, name, load, str(postings), str(postmaster_pid)],
                           cwd=tree, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True)
     if done.returncode:

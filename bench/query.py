@@ -52,6 +52,7 @@ import aiohttp
 import asyncpg
 import httpx
 
+from bench.loading import run_parallel
 from flow_kit.migrations import asyncpg_dsn
 from tools.devstack.postgres import PostgresCluster
 from tools.devstack.processes import free_port, spawn, stop, wait_until
@@ -206,19 +207,7 @@ async def _ensure_partitions(conn: asyncpg.Connection, shape: Shape) -> int:
 
 async def _parallel(url: str, statements: list[tuple[str, tuple]]) -> None:
     """Runs the statements on LOAD_WORKERS sessions at once (FK triggers off: the event exists)."""
-    todo = list(statements)
-
-    async def worker() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            await conn.execute("SET session_replication_role = replica; SET work_mem = '1GB'")
-            while todo:
-                sql, params = todo.pop(0)
-                await conn.execute(sql, *params)
-        finally:
-            await conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(LOAD_WORKERS)))
+    await run_parallel(url, statements, LOAD_WORKERS, "SET session_replication_role = replica; SET work_mem = '1GB'")
 
 
 async def load(server: str, name: str, shape: Shape) -> tuple[str, dict[str, float]]:

@@ -12,13 +12,16 @@ from sqlalchemy.exc import IntegrityError
 
 from flow_ingest.idempotency import RequestLedger
 from flow_kit.db import create_engine
-from flow_rules.posting import PostingMessage, fingerprint
+from flow_rules.fingerprint import fingerprint
+from flow_rules.posting import PostingMessage
 
 
 def message(id: uuid.UUID | None = None, amount: str = "1.00") -> PostingMessage:
+    """A posting as ingest builds it: with its fingerprint."""
     at = datetime.now(UTC)
-    return PostingMessage(id=id or uuid.uuid4(), tracekey=uuid.uuid4(), branch="0008", account="000000001",
-                          amount=Decimal(amount), debitcredit="C", eventcode=1, dateref=at.date(), acceptedat=at)
+    built = PostingMessage(id=id or uuid.uuid4(), tracekey=uuid.uuid4(), branch="0008", account="000000001",
+                           amount=Decimal(amount), debitcredit="C", eventcode=1, dateref=at.date(), acceptedat=at)
+    return built.model_copy(update={"fingerprint": fingerprint(built)})
 
 
 class CountingDb:

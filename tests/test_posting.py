@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from flow_rules.codes import Code
-from flow_rules.posting import PostingIn, check_dateref, fingerprint, validation_code
+from flow_rules.fingerprint import fingerprint
+from flow_rules.judge import EventFlags, judge
+from flow_rules.posting import PostingIn, validation_code
 
 VALID = {"branch": "0001", "account": "000000001", "amount": "10.50", "debitcredit": "D", "eventcode": 1,
          "dateref": "2026-11-20"}
@@ -64,10 +66,20 @@ def test_each_invalid_field_gets_its_own_code(change, code):
 
 def test_the_retroactive_window_is_judged_against_acceptance():
     accepted = datetime(2026, 11, 24, 23, 59, tzinfo=UTC)
-    assert check_dateref(date(2026, 11, 24), accepted, 7) is None
-    assert check_dateref(date(2026, 11, 17), accepted, 7) is None
-    assert check_dateref(date(2026, 11, 16), accepted, 7) is Code.DATEREF_TOO_OLD
-    assert check_dateref(date(2026, 11, 25), accepted, 7) is Code.DATEREF_IN_FUTURE
+    event = EventFlags(active=True, allowdebit=True, allowcredit=True, forced=False)
+    assert judge(event, "D", date(2026, 11, 24), accepted, 7) is None
+    assert judge(event, "D", date(2026, 11, 17), accepted, 7) is None
+    assert judge(event, "D", date(2026, 11, 16), accepted, 7) is Code.DATEREF_TOO_OLD
+    assert judge(event, "D", date(2026, 11, 25), accepted, 7) is Code.DATEREF_IN_FUTURE
+
+
+def test_the_event_is_judged_before_the_date():
+    accepted, old = datetime(2026, 11, 24, tzinfo=UTC), date(2026, 1, 1)
+    assert judge(None, "C", old, accepted, 7) is Code.EVENT_NOT_FOUND
+    assert judge(EventFlags(False, True, True, False), "C", old, accepted, 7) is Code.EVENT_INACTIVE
+    assert judge(EventFlags(True, False, True, False), "D", old, accepted, 7) is Code.EVENT_DISALLOWS_DEBIT
+    assert judge(EventFlags(True, False, True, False), "C", old, accepted, 7) is Code.DATEREF_TOO_OLD
+    assert judge(EventFlags(True, True, False, False), "C", old, accepted, 7) is Code.EVENT_DISALLOWS_CREDIT
 
 
 def test_the_fingerprint_ignores_tracekey_and_amount_spelling_but_not_content():

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from flow_rules.codes import Code
 from flow_kit.errors import NonFinite, strict_loads
-from flow_rules.posting import PostingIn, PostingMessage, fingerprint, validation_code
+from flow_rules.fingerprint import fingerprint
+from flow_rules.posting import PostingIn, PostingMessage, validation_code
 
 TODAY = datetime.now(UTC).date().isoformat()
 ID = "0e1c3b6a-7e2f-4c1a-9d3b-2f5e8a7c6b4d"

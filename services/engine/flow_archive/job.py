@@ -36,8 +36,17 @@ from flow_kit import lake
 
 from .settings import ArchiveSettings
 
-__all__ = ["ArchiveError", "LOCK_KEY", "MonthResult", "archivable_months", "archive_month", "day_sums_of_table",
-           "partition_months", "read_manifest", "verify_month"]
+__all__ = [
+    "ArchiveError",
+    "LOCK_KEY",
+    "MonthResult",
+    "archivable_months",
+    "archive_month",
+    "day_sums_of_table",
+    "partition_months",
+    "read_manifest",
+    "verify_month",
+]
 
 _log = logging.getLogger("flow.archive")
 LOCK_KEY = 0x464C4F57_41524348  # "FLOWARCH": one archive job at a time (also restores)
@@ -63,14 +72,27 @@ _DAY_ROWS = """SELECT replace(id::text, '-', ''), branch, account, amount, debit
                      (extract(epoch FROM acceptedat) * 1000000)::bigint,
                      (extract(epoch FROM createdat) * 1000000)::bigint, callersub, callerclient
               FROM {part} WHERE dateref = '{day}' ORDER BY branch, account, createdat, id"""
-_CSV_TYPES = {"id": pa.string(), "branch": pa.string(), "account": pa.string(), "amount": pa.decimal128(15, 2),
-              "debitcredit": pa.string(), "eventcode": pa.int32(), "description": pa.string(),
-              "tracekey": pa.string(), "details": pa.string(), "dateref": pa.date32(), "acceptedat": pa.int64(),
-              "createdat": pa.int64(), "callersub": pa.string(), "callerclient": pa.string()}
+_CSV_TYPES = {
+    "id": pa.string(),
+    "branch": pa.string(),
+    "account": pa.string(),
+    "amount": pa.decimal128(15, 2),
+    "debitcredit": pa.string(),
+    "eventcode": pa.int32(),
+    "description": pa.string(),
+    "tracekey": pa.string(),
+    "details": pa.string(),
+    "dateref": pa.date32(),
+    "acceptedat": pa.int64(),
+    "createdat": pa.int64(),
+    "callersub": pa.string(),
+    "callerclient": pa.string(),
+}
 _SUMS = """SELECT branch, account, dateref, coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS totaldebit,
                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'C'), 0) AS totalcredit, count(*) AS postings
            FROM {part} GROUP BY branch, account, dateref"""
-_PARTITIONS = """SELECT c.relname, substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([0-9-]+)''\\)')::date AS month
+_PARTITIONS = """SELECT c.relname,
+                        substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([0-9-]+)''\\)')::date AS month
                  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                  WHERE i.inhparent = 'flow.transaction'::regclass
                    AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'
@@ -87,15 +109,25 @@ def _day_table(csv: bytes) -> pa.Table:
     """One day's COPY output as a table of the lake's schema."""
     if not csv:
         return lake.SCHEMA.empty_table()
-    raw = pacsv.read_csv(io.BytesIO(csv), read_options=pacsv.ReadOptions(column_names=list(_CSV_TYPES)),
-                         convert_options=pacsv.ConvertOptions(column_types=_CSV_TYPES, strings_can_be_null=True,
-                                                              quoted_strings_can_be_null=False))
+    raw = pacsv.read_csv(
+        io.BytesIO(csv),
+        read_options=pacsv.ReadOptions(column_names=list(_CSV_TYPES)),
+        convert_options=pacsv.ConvertOptions(
+            column_types=_CSV_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
     utc = pa.timestamp("us", tz="UTC")
-    columns = {"id": _uuids(raw["id"]), "tracekey": _uuids(raw["tracekey"]),
-               "details": pa.ExtensionArray.from_storage(pa.json_(), raw["details"].combine_chunks()),
-               "acceptedat": raw["acceptedat"].cast(utc), "createdat": raw["createdat"].cast(utc)}
-    return pa.table([columns.get(name, raw[name] if name in raw.column_names else None) for name in lake.COLUMNS],
-                    schema=lake.SCHEMA)
+    columns = {
+        "id": _uuids(raw["id"]),
+        "tracekey": _uuids(raw["tracekey"]),
+        "details": pa.ExtensionArray.from_storage(pa.json_(), raw["details"].combine_chunks()),
+        "acceptedat": raw["acceptedat"].cast(utc),
+        "createdat": raw["createdat"].cast(utc),
+    }
+    return pa.table(
+        [columns.get(name, raw[name] if name in raw.column_names else None) for name in lake.COLUMNS],
+        schema=lake.SCHEMA,
+    )
 
 
 def day_sums_of_table(table: pa.Table) -> dict[tuple[str, str, date], tuple[Decimal, Decimal, int]]:
@@ -104,13 +136,18 @@ def day_sums_of_table(table: pa.Table) -> dict[tuple[str, str, date], tuple[Deci
         return {}
     zero = pa.scalar(Decimal("0.00"), pa.decimal128(15, 2))
     debit = pc.equal(table["debitcredit"], "D")
-    table = table.select(["branch", "account", "dateref"]).append_column(
-        "debit", pc.if_else(debit, table["amount"], zero)).append_column(
-        "credit", pc.if_else(debit, zero, table["amount"]))
+    table = (
+        table.select(["branch", "account", "dateref"])
+        .append_column("debit", pc.if_else(debit, table["amount"], zero))
+        .append_column("credit", pc.if_else(debit, zero, table["amount"]))
+    )
     grouped = table.group_by(["branch", "account", "dateref"]).aggregate(
-        [("debit", "sum"), ("credit", "sum"), ("debit", "count")])
-    return {(r["branch"], r["account"], r["dateref"]): (r["debit_sum"], r["credit_sum"], r["debit_count"])
-            for r in grouped.to_pylist()}
+        [("debit", "sum"), ("credit", "sum"), ("debit", "count")]
+    )
+    return {
+        (r["branch"], r["account"], r["dateref"]): (r["debit_sum"], r["credit_sum"], r["debit_count"])
+        for r in grouped.to_pylist()
+    }
 
 
 def _parquet(table: pa.Table, row_group_rows: int) -> bytes:
@@ -127,7 +164,9 @@ async def partition_months(conn) -> dict[date, str]:
 def archivable_months(months, today: date, retention_days: int) -> list[date]:
     """Months whose last day is at least `retention_days` old."""
     cutoff = today - timedelta(days=retention_days)
-    return sorted(m for m in months if (m.replace(day=28) + timedelta(days=4)).replace(day=1) <= cutoff + timedelta(days=1))
+    return sorted(
+        m for m in months if (m.replace(day=28) + timedelta(days=4)).replace(day=1) <= cutoff + timedelta(days=1)
+    )
 
 
 async def read_manifest(s3, settings: ArchiveSettings, month: date) -> lake.Manifest | None:
@@ -157,23 +196,42 @@ async def _export(db, s3, settings: ArchiveSettings, month: date, partition: str
         days = sorted({s["dateref"] for s in sums})
         for day in days:
             chunks: list[bytes] = []
-            await driver.copy_from_query(_DAY_ROWS.format(part=part, day=day.isoformat()), format="csv",
-                                         output=_collector(chunks))
+            await driver.copy_from_query(
+                _DAY_ROWS.format(part=part, day=day.isoformat()), format="csv", output=_collector(chunks)
+            )
             table = _day_table(b"".join(chunks))
             for part_no, start in enumerate(range(0, table.num_rows, settings.file_rows)):
                 piece = table.slice(start, settings.file_rows)
-                files.append(await _put(s3, settings, lake.day_key(settings.prefix, day, part_no),
-                                        _parquet(piece, settings.row_group_rows), day.isoformat(), piece.num_rows))
+                files.append(
+                    await _put(
+                        s3,
+                        settings,
+                        lake.day_key(settings.prefix, day, part_no),
+                        _parquet(piece, settings.row_group_rows),
+                        day.isoformat(),
+                        piece.num_rows,
+                    )
+                )
         await conn.rollback()
     sums_table = pa.Table.from_pylist(sums, schema=lake.SUMS_SCHEMA)
-    sums_entry = await _put(s3, settings, lake.sums_key(settings.prefix, month),
-                            _parquet(sums_table, settings.row_group_rows), "", sums_table.num_rows)
+    sums_entry = await _put(
+        s3,
+        settings,
+        lake.sums_key(settings.prefix, month),
+        _parquet(sums_table, settings.row_group_rows),
+        "",
+        sums_table.num_rows,
+    )
     manifest = lake.Manifest(
-        month=month.isoformat(), schema_version=lake.SCHEMA_VERSION, partition=partition,
+        month=month.isoformat(),
+        schema_version=lake.SCHEMA_VERSION,
+        partition=partition,
         postings=sum(s["postings"] for s in sums),
         totaldebit=str(sum((s["totaldebit"] for s in sums), Decimal("0.00"))),
         totalcredit=str(sum((s["totalcredit"] for s in sums), Decimal("0.00"))),
-        files=files, sums=sums_entry)
+        files=files,
+        sums=sums_entry,
+    )
     await s3.put_object(Bucket=settings.bucket, Key=lake.manifest_key(settings.prefix, month), Body=manifest.to_json())
     return manifest
 
@@ -181,6 +239,7 @@ async def _export(db, s3, settings: ArchiveSettings, month: date, partition: str
 def _collector(chunks: list[bytes]):
     async def collect(chunk: bytes) -> None:
         chunks.append(bytes(chunk))
+
     return collect
 
 
@@ -211,13 +270,17 @@ async def verify_month(db, s3, settings: ArchiveSettings, manifest: lake.Manifes
             before = archived.get(key, (Decimal(0), Decimal(0), 0))
             archived[key] = (before[0] + debit, before[1] + credit, before[2] + count)
     async with db.connect() as conn:
-        now = {(r.branch, r.account, r.dateref): (r.totaldebit, r.totalcredit, r.postings)
-               for r in await conn.execute(text(_SUMS.format(part=f'flow."{partition}"')))}
+        now = {
+            (r.branch, r.account, r.dateref): (r.totaldebit, r.totalcredit, r.postings)
+            for r in await conn.execute(text(_SUMS.format(part=f'flow."{partition}"')))
+        }
     if archived != now:
         differing = sorted(set(archived.items()) ^ set(now.items()))[:5]
         problems.append(f"per account/day sums differ from the partition (e.g. {differing})")
     if sum(n for _, _, n in now.values()) != manifest.postings:
-        problems.append(f"the partition holds {sum(n for _, _, n in now.values())} postings, the manifest {manifest.postings}")
+        problems.append(
+            f"the partition holds {sum(n for _, _, n in now.values())} postings, the manifest {manifest.postings}"
+        )
     return problems
 
 
@@ -230,19 +293,30 @@ async def archive_month(db, s3, settings: ArchiveSettings, month: date, partitio
         if problems:
             raise ArchiveError(f"{month:%Y-%m}: the export read back does not match the partition: {problems}")
     async with db.begin() as conn:
-        await conn.execute(text(
-            """INSERT INTO flow.archive_month (month, state, partition_name, manifest_key, postings, totaldebit, totalcredit)
+        await conn.execute(
+            text(
+                """INSERT INTO flow.archive_month (month, state, partition_name, manifest_key, postings, totaldebit,
+                                                totalcredit)
                VALUES (:month, 'verified', :partition, :key, :postings, :debit, :credit)
                ON CONFLICT (month) DO UPDATE SET state = 'verified', partition_name = excluded.partition_name,
                    manifest_key = excluded.manifest_key, postings = excluded.postings,
                    totaldebit = excluded.totaldebit, totalcredit = excluded.totalcredit, verifiedat = now()
-               WHERE flow.archive_month.state = 'verified'"""),
-            {"month": month, "partition": partition, "key": lake.manifest_key(settings.prefix, month),
-             "postings": manifest.postings, "debit": Decimal(manifest.totaldebit), "credit": Decimal(manifest.totalcredit)})
+               WHERE flow.archive_month.state = 'verified'"""
+            ),
+            {
+                "month": month,
+                "partition": partition,
+                "key": lake.manifest_key(settings.prefix, month),
+                "postings": manifest.postings,
+                "debit": Decimal(manifest.totaldebit),
+                "credit": Decimal(manifest.totalcredit),
+            },
+        )
     async with db.begin() as conn:
         await conn.execute(text("SELECT flow.drop_archived_month(:month)"), {"month": month})
-    return MonthResult(month, manifest.postings, len(manifest.files),
-                       sum(f.bytes for f in manifest.files), time.monotonic() - started)
+    return MonthResult(
+        month, manifest.postings, len(manifest.files), sum(f.bytes for f in manifest.files), time.monotonic() - started
+    )
 
 
 def today_utc() -> date:
@@ -264,8 +338,15 @@ async def run(db, s3, settings: ArchiveSettings, today: date | None = None) -> l
                     partitions = await partition_months(conn)
                 for month in archivable_months(partitions, today or today_utc(), settings.retention_days):
                     result = await archive_month(db, s3, settings, month, partitions[month])
-                    _log.info("month archived", extra={"month": month.isoformat(), "postings": result.postings,
-                                                       "files": result.files, "seconds": round(result.seconds, 1)})
+                    _log.info(
+                        "month archived",
+                        extra={
+                            "month": month.isoformat(),
+                            "postings": result.postings,
+                            "files": result.files,
+                            "seconds": round(result.seconds, 1),
+                        },
+                    )
                     done.append(result)
             except BaseException as exc:
                 await asyncio.shield(_finish(db, run_id, "failed", len(done), repr(exc)[:2000]))
@@ -279,6 +360,10 @@ async def run(db, s3, settings: ArchiveSettings, today: date | None = None) -> l
 
 async def _finish(db, run_id: int, status: str, months: int, error: str | None) -> None:
     async with db.begin() as conn:
-        await conn.execute(text("UPDATE flow.archive_run SET status = :status, finishedat = now(), months = :months, "
-                                "error = :error WHERE id = :id"),
-                           {"status": status, "months": months, "error": error, "id": run_id})
+        await conn.execute(
+            text(
+                "UPDATE flow.archive_run SET status = :status, finishedat = now(), months = :months, "
+                "error = :error WHERE id = :id"
+            ),
+            {"status": status, "months": months, "error": error, "id": run_id},
+        )

@@ -25,13 +25,15 @@ __all__ = ["restore_month"]
 async def restore_month(db, s3, settings: ArchiveSettings, month: date) -> int:
     manifest = await read_manifest(s3, settings, month)
     if manifest is None:
-        raise ArchiveError(f"{month:%Y-%m}: no manifest in s3://{settings.bucket}/{lake.manifest_key(settings.prefix, month)}")
+        raise ArchiveError(
+            f"{month:%Y-%m}: no manifest in s3://{settings.bucket}/{lake.manifest_key(settings.prefix, month)}"
+        )
     async with db.begin() as conn:
         name = (await conn.execute(text("SELECT flow.restore_table(:month)"), {"month": month})).scalar()
         driver = (await conn.get_raw_connection()).driver_connection
         for entry in manifest.files:
             table = pq.read_table(io.BytesIO(await _read_back(s3, settings, entry)))
             columns = table.column_names
-            records = zip(*(table[c].to_pylist() for c in columns))
+            records = zip(*(table[c].to_pylist() for c in columns), strict=True)
             await driver.copy_records_to_table(name, schema_name="flow", columns=columns, records=records)
         return (await conn.execute(text("SELECT flow.restore_archived_month(:month)"), {"month": month})).scalar()

@@ -29,7 +29,9 @@ class ArchiveSettings(DatabaseSettings):
     def _retention_outlives_late_postings(self):
         least = self.retroactive_days + self.queue_retention_days + self.margin_days
         if self.retention_days < least:
-            raise ValueError(f"retention_days {self.retention_days} is shorter than the retroactive window "
-                             f"({self.retroactive_days}) + the queue's message retention ({self.queue_retention_days}) "
-                             f"+ the margin ({self.margin_days}) = {least} days")
+            raise ValueError(
+                f"retention_days {self.retention_days} is shorter than the retroactive window "
+                f"({self.retroactive_days}) + the queue's message retention ({self.queue_retention_days}) "
+                f"+ the margin ({self.margin_days}) = {least} days"
+            )
         return self

@@ -51,9 +51,12 @@ def create_app(settings: EngineSettings) -> FastAPI:
             app.state.checks = {"database": lambda: ping(db), "sqs": consumer.check, "sns": publisher.check}
             pollers = [asyncio.create_task(consumer.run(n)) for n in range(settings.pollers)]
             depth = QueueDepth(sqs, settings.queue_url, settings.queue_stats_seconds)
-            helpers = [asyncio.create_task(relay.run()), asyncio.create_task(_keep_partitions(db)),
-                       asyncio.create_task(depth.run()),
-                       asyncio.create_task(ArchiveStats(db, settings.queue_stats_seconds).run())]
+            helpers = [
+                asyncio.create_task(relay.run()),
+                asyncio.create_task(_keep_partitions(db)),
+                asyncio.create_task(depth.run()),
+                asyncio.create_task(ArchiveStats(db, settings.queue_stats_seconds).run()),
+            ]
             try:
                 yield
             finally:

@@ -12,10 +12,13 @@ __all__ = ["ArchiveStats"]
 
 _log = logging.getLogger(__name__)
 
-MONTHS_ARCHIVED = Gauge("flow_archive_months_archived", "Months of flow.transaction archived (in the data lake, "
-                        "out of the database)")
-LAST_SUCCESS = Gauge("flow_archive_last_success_timestamp_seconds", "When the last archive run that succeeded "
-                     "finished (Unix time; 0: none yet)")
+MONTHS_ARCHIVED = Gauge(
+    "flow_archive_months_archived", "Months of flow.transaction archived (in the data lake, out of the database)"
+)
+LAST_SUCCESS = Gauge(
+    "flow_archive_last_success_timestamp_seconds",
+    "When the last archive run that succeeded finished (Unix time; 0: none yet)",
+)
 FAILED_RUNS = Gauge("flow_archive_failed_runs", "Archive runs that failed since the last one that succeeded")
 
 _STATS = text("""SELECT (SELECT count(*) FROM flow.archive_month WHERE state = 'archived') AS months,

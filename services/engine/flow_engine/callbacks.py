@@ -30,10 +30,15 @@ class CallbackPublisher:
         response = await self._sns.publish_batch(
             TopicArn=self._topic_arn,
             PublishBatchRequestEntries=[
-                {"Id": str(n), "Message": json.dumps(c),
-                 "MessageAttributes": {name: {"DataType": "String", "StringValue": c[name]}
-                                       for name in ("tracekey", "status", "messageid")}}
-                for n, c in enumerate(callbacks[start:start + _SNS_BATCH_LIMIT], start)
+                {
+                    "Id": str(n),
+                    "Message": json.dumps(c),
+                    "MessageAttributes": {
+                        name: {"DataType": "String", "StringValue": c[name]}
+                        for name in ("tracekey", "status", "messageid")
+                    },
+                }
+                for n, c in enumerate(callbacks[start : start + _SNS_BATCH_LIMIT], start)
             ],
         )
         return {int(entry["Id"]) for entry in response.get("Successful", [])}

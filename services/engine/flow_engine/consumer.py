@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from flow_kit import tracing
-from flow_rules.codes import Code
 from flow_kit.db import is_transient, ping
 from flow_kit.logs import tracekey_var
+from flow_rules.codes import Code
 
 from .apply import LEDGER_RULES, apply_batch, ledger_rule
 from .message import DecodeError, Posting, decode
@@ -49,24 +49,37 @@ _RECEIVES_AT_ONCE = 5  # ReceiveMessage calls under way at once while a batch fi
 OUTCOMES = Counter("flow_engine_outcomes_total", "Postings handled by the engine", ["status", "code"])
 # Every series shown at 0 from the start, so the first batch after a start counts in rate() and increase().
 OUTCOMES.labels("applied", Code.APPLIED.value)
-for _code in (Code.DATEREF_TOO_OLD, Code.DATEREF_IN_FUTURE, Code.EVENT_NOT_FOUND, Code.EVENT_INACTIVE,
-              Code.EVENT_DISALLOWS_DEBIT, Code.EVENT_DISALLOWS_CREDIT, Code.ID_REUSED, *LEDGER_RULES.values()):
+for _code in (
+    Code.DATEREF_TOO_OLD,
+    Code.DATEREF_IN_FUTURE,
+    Code.EVENT_NOT_FOUND,
+    Code.EVENT_INACTIVE,
+    Code.EVENT_DISALLOWS_DEBIT,
+    Code.EVENT_DISALLOWS_CREDIT,
+    Code.ID_REUSED,
+    *LEDGER_RULES.values(),
+):
     OUTCOMES.labels("rejected", _code.value)
 POISON = Counter("flow_engine_unparseable_messages_total", "Queue messages that are not valid postings")
 BATCH_SECONDS = Histogram("flow_engine_batch_seconds", "Time to apply one batch, commit included")
-BATCH_SIZE = Histogram("flow_engine_batch_postings", "Postings per applied batch",
-                       buckets=(1, 10, 50, 100, 250, 500, 1000))
-RECEIVE_COUNT = Histogram("flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages",
-                          buckets=(1, 2, 3, 5, 10))
+BATCH_SIZE = Histogram(
+    "flow_engine_batch_postings", "Postings per applied batch", buckets=(1, 10, 50, 100, 250, 500, 1000)
+)
+RECEIVE_COUNT = Histogram(
+    "flow_engine_message_receive_count", "ApproximateReceiveCount of handled messages", buckets=(1, 2, 3, 5, 10)
+)
 RETRIES = Counter("flow_engine_batch_retries_total", "Batches tried again after a transient database fault")
-HELD = Counter("flow_engine_held_postings_total",
-               "Postings the database refused alone for a reason that is not a ledger rule: held, tried again later")
+HELD = Counter(
+    "flow_engine_held_postings_total",
+    "Postings the database refused alone for a reason that is not a ledger rule: held, tried again later",
+)
 _DATABASE_CHECK_SECONDS = 2  # while the database is unreachable, how often a poller looks again
 
 
 class Consumer:
-    def __init__(self, settings: EngineSettings, db: AsyncEngine, sqs_client,
-                 on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, settings: EngineSettings, db: AsyncEngine, sqs_client, on_commit: Callable[[], None] = lambda: None
+    ) -> None:
         self._settings = settings
         self._db = db
         self._sqs = sqs_client
@@ -78,7 +91,9 @@ class Consumer:
 
     async def _receive(self, wait_seconds: int, count: int) -> list[dict]:
         response = await self._sqs.receive_message(
-            QueueUrl=self._settings.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=wait_seconds,
+            QueueUrl=self._settings.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return response.get("Messages", [])
@@ -94,7 +109,7 @@ class Consumer:
             replies = await asyncio.gather(*(self._receive(0, count) for count in counts))
             for more in replies:
                 messages += more
-            if any(len(more) < count for more, count in zip(replies, counts)):
+            if any(len(more) < count for more, count in zip(replies, counts, strict=True)):
                 break
         return messages
 
@@ -108,7 +123,9 @@ class Consumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                _log.exception("batch failed; its messages return after the visibility timeout", extra={"poller": poller})
+                _log.exception(
+                    "batch failed; its messages return after the visibility timeout", extra={"poller": poller}
+                )
                 await asyncio.sleep(1)
                 if is_transient(exc):
                     await self._wait_for_database(poller)
@@ -138,8 +155,10 @@ class Consumer:
             except DecodeError:
                 POISON.inc()
                 poison.append(message["ReceiptHandle"])
-                _log.error("unparseable message left for the dead-letter queue",
-                           extra={"code": Code.UNPARSEABLE_MESSAGE.value, "message_id": message.get("MessageId")})
+                _log.error(
+                    "unparseable message left for the dead-letter queue",
+                    extra={"code": Code.UNPARSEABLE_MESSAGE.value, "message_id": message.get("MessageId")},
+                )
         if poison:
             await self._entries("change_message_visibility_batch", poison, VisibilityTimeout=0)
         if not postings:
@@ -171,8 +190,11 @@ class Consumer:
             if is_transient(exc):  # the database is away, not refusing: nothing to isolate
                 raise
             if len(postings) > 1:
-                _log.warning("the database refused a batch of %d postings; applying it in halves", len(postings),
-                             extra={"error": type(exc).__name__})
+                _log.warning(
+                    "the database refused a batch of %d postings; applying it in halves",
+                    len(postings),
+                    extra={"error": type(exc).__name__},
+                )
                 half = len(postings) // 2
                 first = await self._apply_isolating(postings[:half], positions[:half])
                 second = await self._apply_isolating(postings[half:], positions[half:])
@@ -189,10 +211,16 @@ class Consumer:
         HELD.inc()
         tracekey_var.set(str(posting.tracekey))
         # The error's type and SQLSTATE only: its text may quote the posting's values.
-        _log.error("posting held: the database refused it for a reason that is not a ledger rule; it is tried "
-                   "again in %d s", self._settings.hold_seconds,
-                   extra={"code": Code.POSTING_HELD.value, "id": str(posting.id), "error": type(refusal).__name__,
-                          "sqlstate": getattr(getattr(refusal, "orig", None), "sqlstate", None)})
+        _log.error(
+            "posting held: the database refused it for a reason that is not a ledger rule; it is tried again in %d s",
+            self._settings.hold_seconds,
+            extra={
+                "code": Code.POSTING_HELD.value,
+                "id": str(posting.id),
+                "error": type(refusal).__name__,
+                "sqlstate": getattr(getattr(refusal, "orig", None), "sqlstate", None),
+            },
+        )
         tracekey_var.set(None)
         return [], positions
 
@@ -203,10 +231,14 @@ class Consumer:
         sent: list[str] = []
 
         async def chunk(start: int) -> None:
-            part = messages[start:start + _SQS_BATCH_LIMIT]
-            response = await self._sqs.send_message_batch(QueueUrl=self._settings.queue_url, Entries=[
-                {"Id": str(n), "MessageBody": m["Body"], "DelaySeconds": self._settings.hold_seconds}
-                for n, m in enumerate(part)])
+            part = messages[start : start + _SQS_BATCH_LIMIT]
+            response = await self._sqs.send_message_batch(
+                QueueUrl=self._settings.queue_url,
+                Entries=[
+                    {"Id": str(n), "MessageBody": m["Body"], "DelaySeconds": self._settings.hold_seconds}
+                    for n, m in enumerate(part)
+                ],
+            )
             sent.extend(part[int(entry["Id"])]["ReceiptHandle"] for entry in response.get("Successful", []))
 
         await asyncio.gather(*(chunk(start) for start in range(0, len(messages), _SQS_BATCH_LIMIT)))
@@ -224,8 +256,13 @@ class Consumer:
         ):
             with attempt:
                 async with self._db.begin() as conn:
-                    outcomes = await apply_batch(conn, postings, self._settings.retroactive_days, refuse,
-                                                 reject_unknown=self._settings.unknown_accounts == "reject")
+                    outcomes = await apply_batch(
+                        conn,
+                        postings,
+                        self._settings.retroactive_days,
+                        refuse,
+                        reject_unknown=self._settings.unknown_accounts == "reject",
+                    )
         BATCH_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(postings))
         return outcomes
@@ -236,8 +273,10 @@ class Consumer:
         call = getattr(self._sqs, operation)
 
         async def chunk(start: int) -> None:
-            entries = [{"Id": str(n), "ReceiptHandle": h, **extra}
-                       for n, h in enumerate(handles[start:start + _SQS_BATCH_LIMIT])]
+            entries = [
+                {"Id": str(n), "ReceiptHandle": h, **extra}
+                for n, h in enumerate(handles[start : start + _SQS_BATCH_LIMIT])
+            ]
             response = await call(QueueUrl=self._settings.queue_url, Entries=entries)
             if response.get("Failed"):
                 _log.warning("%s: %d entries failed", operation, len(response["Failed"]))
@@ -252,11 +291,23 @@ def _trace(outcomes: list[Outcome], started: int) -> None:
     """A span for the batch, and one per posting in its tracekey's trace, linked to the batch's: from
     the batch's start to its commit."""
     committed = time.time_ns()
-    batch = tracing.tracer().start_span("flow.engine.batch", start_time=started,
-                                        attributes={"flow.batch.postings": len(outcomes)})
+    batch = tracing.tracer().start_span(
+        "flow.engine.batch", start_time=started, attributes={"flow.batch.postings": len(outcomes)}
+    )
     batch.end(end_time=committed)
     link = [Link(batch.get_span_context())]
     for outcome in outcomes:
-        tracing.record_posting_span("flow.engine.apply", outcome.tracekey, started, committed, {
-            "flow.tracekey": str(outcome.tracekey), "flow.posting.id": str(outcome.id), "flow.status": outcome.status,
-            "flow.code": outcome.code.value, "flow.batch.postings": len(outcomes)}, links=link)
+        tracing.record_posting_span(
+            "flow.engine.apply",
+            outcome.tracekey,
+            started,
+            committed,
+            {
+                "flow.tracekey": str(outcome.tracekey),
+                "flow.posting.id": str(outcome.id),
+                "flow.status": outcome.status,
+                "flow.code": outcome.code.value,
+                "flow.batch.postings": len(outcomes),
+            },
+            links=link,
+        )

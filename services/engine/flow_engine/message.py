@@ -15,22 +15,31 @@ from uuid import UUID
 
 import msgspec
 
+from flow_rules.limits import (
+    ACCOUNT_PATTERN,
+    BRANCH_PATTERN,
+    MAX_AMOUNT_DIGITS,
+    MAX_EVENTCODE,
+    MAX_TEXT,
+    TEXT_PATTERN,
+    anchored,
+)
 from flow_rules.posting import PostingMessage
 
 __all__ = ["DecodeError", "Posting", "QueuedCaller", "QueuedPosting", "decode"]
 
 DecodeError = msgspec.DecodeError  # ValidationError is one too
 
-# PostingIn's patterns, in Python's re (msgspec's engine): \A and \Z, because `$` would let a
-# trailing newline through where pydantic's Rust regex does not.
-_Branch = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9]{1,10}\Z")]
-_Account = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9]{1,20}\Z")]
-_Text = Annotated[str, msgspec.Meta(pattern=r"\A[^\x00]*\Z", max_length=200)]
-_EventCode = Annotated[int, msgspec.Meta(gt=0, le=2_147_483_647)]
-_CENT, _TOO_BIG = Decimal("0.01"), Decimal(10) ** 13  # numeric(15,2): 13 whole digits, 2 places
+# PostingIn's patterns, in Python's re (msgspec's engine): anchored by \A and \Z, because `$` would
+# let a trailing newline through where pydantic's Rust regex does not.
+_Branch = Annotated[str, msgspec.Meta(pattern=anchored(BRANCH_PATTERN))]
+_Account = Annotated[str, msgspec.Meta(pattern=anchored(ACCOUNT_PATTERN))]
+_Text = Annotated[str, msgspec.Meta(pattern=anchored(TEXT_PATTERN), max_length=MAX_TEXT)]
+_EventCode = Annotated[int, msgspec.Meta(gt=0, le=MAX_EVENTCODE)]
+_CENT, _TOO_BIG = Decimal("0.01"), Decimal(10) ** MAX_AMOUNT_DIGITS  # numeric(15,2): 13 whole digits, 2 places
 
 
-_CallerText = Annotated[str, msgspec.Meta(pattern=r"\A[^\x00]*\Z")]
+_CallerText = Annotated[str, msgspec.Meta(pattern=anchored(TEXT_PATTERN))]
 
 
 class QueuedCaller(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -55,6 +64,7 @@ class QueuedPosting(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     description: _Text | None = None
     details: dict[str, Any] | None = None
     caller: QueuedCaller | None = None  # absent in messages written before callers were recorded
+    fingerprint: UUID | None = None  # absent in messages written before it travelled
 
     def __post_init__(self) -> None:
         _check_amount(self.amount)

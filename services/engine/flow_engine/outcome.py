@@ -32,18 +32,34 @@ class Outcome(NamedTuple):  # a tuple: the engine makes one per posting
 
     def callback(self) -> dict:
         """The message announced on FlowCallback."""
-        message = {"messageid": str(self.messageid), "id": str(self.id), "tracekey": str(self.tracekey),
-                   "status": self.status, "code": self.code.value, "message": self.code.message}
+        message = {
+            "messageid": str(self.messageid),
+            "id": str(self.id),
+            "tracekey": str(self.tracekey),
+            "status": self.status,
+            "code": self.code.value,
+            "message": self.code.message,
+        }
         if self.figures:
             message.update(self.figures)
         return message
 
 
-def figures(code: Code, balance: Decimal | None, available: Decimal | None, refused_available: Decimal | None,
-            shortfall: Decimal | None, breakday: date | None) -> dict | None:
+def figures(
+    code: Code,
+    balance: Decimal | None,
+    available: Decimal | None,
+    refused_available: Decimal | None,
+    shortfall: Decimal | None,
+    breakday: date | None,
+) -> dict | None:
     """The figures a callback carries, from the outbox's columns (see Outcome.figures)."""
     if code is Code.APPLIED and balance is not None:
         return {"balance": str(balance), "available": None if available is None else str(available)}
     if code is Code.INSUFFICIENT_FUNDS and shortfall is not None:
-        return {"available": str(refused_available), "shortfall": str(shortfall), "breakday": breakday.isoformat()}
+        return {
+            "available": str(refused_available),
+            "shortfall": str(shortfall),
+            "breakday": None if breakday is None else breakday.isoformat(),
+        }
     return None

@@ -16,11 +16,17 @@ __all__ = ["QUEUE_MESSAGES", "QueueDepth"]
 
 _log = logging.getLogger(__name__)
 
-QUEUE_MESSAGES = Gauge("flow_engine_queue_messages", "Messages in FlowTransaction and its dead-letter queue "
-                       "(SQS's approximate counts): visible, in_flight (received, not yet deleted), delayed",
-                       ["queue", "state"])
-_STATES = {"ApproximateNumberOfMessages": "visible", "ApproximateNumberOfMessagesNotVisible": "in_flight",
-           "ApproximateNumberOfMessagesDelayed": "delayed"}
+QUEUE_MESSAGES = Gauge(
+    "flow_engine_queue_messages",
+    "Messages in FlowTransaction and its dead-letter queue "
+    "(SQS's approximate counts): visible, in_flight (received, not yet deleted), delayed",
+    ["queue", "state"],
+)
+_STATES = {
+    "ApproximateNumberOfMessages": "visible",
+    "ApproximateNumberOfMessagesNotVisible": "in_flight",
+    "ApproximateNumberOfMessagesDelayed": "delayed",
+}
 # The queues' names in the metric: the template's, whatever suffix a deployment gives them.
 WORK, DEAD_LETTERS = "FlowTransaction", "FlowTransactionDlq"
 
@@ -36,7 +42,8 @@ class QueueDepth:
         answer = await self._sqs.get_queue_attributes(QueueUrl=self._queues[WORK], AttributeNames=["RedrivePolicy"])
         if "RedrivePolicy" in answer.get("Attributes", {}):  # no Attributes at all when there is none
             # arn:aws:sqs:<region>:<account>:<name>
-            _, _, _, _, account, name = json.loads(answer["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"].split(":")
+            arn = json.loads(answer["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
+            _, _, _, _, account, name = arn.split(":")
             found = await self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             self._queues[DEAD_LETTERS] = found["QueueUrl"]
         self._looked_for_dead_letters = True

@@ -22,8 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flow_kit import tls
-from flow_rules.codes import Code
 from flow_kit.db import create_engine
+from flow_rules.codes import Code
 
 __all__ = ["Mismatch", "find_mismatches"]
 
@@ -87,10 +87,19 @@ class Mismatch:
     stored_accumulatedcredit: Decimal | None
 
 
-async def find_mismatches(conn: AsyncConnection, *, branch: str | None = None, account_from: str | None = None,
-                          account_to: str | None = None, from_: date = date.min, to: date = date.max) -> list[Mismatch]:
-    rows = await conn.execute(_MISMATCHES, {"branch": branch, "account_from": account_from, "account_to": account_to,
-                                            "from_": from_, "to": to})
+async def find_mismatches(
+    conn: AsyncConnection,
+    *,
+    branch: str | None = None,
+    account_from: str | None = None,
+    account_to: str | None = None,
+    from_: date = date.min,
+    to: date = date.max,
+) -> list[Mismatch]:
+    rows = await conn.execute(
+        _MISMATCHES,
+        {"branch": branch, "account_from": account_from, "account_to": account_to, "from_": from_, "to": to},
+    )
     return [Mismatch(**row) for row in rows.mappings()]
 
 
@@ -99,21 +108,34 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            mismatches = await find_mismatches(conn, branch=args.branch, account_from=args.account_from,
-                                               account_to=args.account_to, from_=args.from_, to=args.to)
+            mismatches = await find_mismatches(
+                conn,
+                branch=args.branch,
+                account_from=args.account_from,
+                account_to=args.account_to,
+                from_=args.from_,
+                to=args.to,
+            )
     finally:
         await engine.dispose()
     for mismatch in mismatches:
-        print(json.dumps({"code": Code.BALANCE_MISMATCH.value, "message": Code.BALANCE_MISMATCH.message, **asdict(mismatch)},
-                         default=str))
+        print(
+            json.dumps(
+                {"code": Code.BALANCE_MISMATCH.value, "message": Code.BALANCE_MISMATCH.message, **asdict(mismatch)},
+                default=str,
+            )
+        )
     print(f"reconcile: {len(mismatches)} mismatching row(s)", file=sys.stderr)
     return 1 if mismatches else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-reconcile", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=os.environ.get("FLOW_DATABASE_URL"),
-                        help="better in the environment as FLOW_DATABASE_URL: a command line is visible to every process")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("FLOW_DATABASE_URL"),
+        help="better in the environment as FLOW_DATABASE_URL: a command line is visible to every process",
+    )
     parser.add_argument("--branch")
     parser.add_argument("--account-from")
     parser.add_argument("--account-to")

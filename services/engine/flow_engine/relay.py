@@ -6,6 +6,7 @@ again with backoff, so an SNS outage delays callbacks and loses none, and a cras
 publish only means a later (possibly repeated) publish."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from itertools import repeat
@@ -50,8 +51,14 @@ _KEEP_REST = text(
 
 
 class CallbackRelay:
-    def __init__(self, db: AsyncEngine, publisher: CallbackPublisher, rows_per_claim: int = 5,
-                 idle_seconds: float = 0.5, max_backoff_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: AsyncEngine,
+        publisher: CallbackPublisher,
+        rows_per_claim: int = 5,
+        idle_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
         self._db = db
         self._publisher = publisher
         self._rows_per_claim = rows_per_claim
@@ -87,10 +94,16 @@ class CallbackRelay:
                 rest = [o for n, o in enumerate(outcomes, start) if n not in accepted]
                 start += len(outcomes)
                 if rest:
-                    await conn.execute(_KEEP_REST, {"seq": seq, "ids": [o.outcome.id for o in rest],
-                                                    "tracekeys": [o.outcome.tracekey for o in rest],
-                                                    "codes": [o.outcome.code.value for o in rest],
-                                                    **_kept_figures(rest)})
+                    await conn.execute(
+                        _KEEP_REST,
+                        {
+                            "seq": seq,
+                            "ids": [o.outcome.id for o in rest],
+                            "tracekeys": [o.outcome.tracekey for o in rest],
+                            "codes": [o.outcome.code.value for o in rest],
+                            **_kept_figures(rest),
+                        },
+                    )
                 else:
                     done.append(seq)
             if done:
@@ -117,10 +130,8 @@ class CallbackRelay:
             backoff = 0.0
             if published == 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
-                except asyncio.TimeoutError:
-                    pass
 
 
 _APPLIED_COLUMNS = ("balances", "availables")  # one per applied outcome, in order (or null)
@@ -133,20 +144,34 @@ class _Claimed(NamedTuple):
 
 async def claimed_outcomes(conn, rows) -> list[tuple[int, list[_Claimed]]]:
     """Each claimed outbox row's seq and outcomes, with their figures."""
-    short = [id_ for row in rows for id_, code in zip(row.ids, row.codes) if code == Code.INSUFFICIENT_FUNDS.value]
-    refusals = {r.id: tuple(r)[1:] for r in await conn.execute(
-        _REFUSALS, {"ids": short, "code": Code.INSUFFICIENT_FUNDS.value})} if short else {}
+    short = [
+        id_
+        for row in rows
+        for id_, code in zip(row.ids, row.codes, strict=True)
+        if code == Code.INSUFFICIENT_FUNDS.value
+    ]
+    refusals = (
+        {
+            r.id: tuple(r)[1:]
+            for r in await conn.execute(_REFUSALS, {"ids": short, "code": Code.INSUFFICIENT_FUNDS.value})
+        }
+        if short
+        else {}
+    )
     return [(row.seq, _outcomes(row, refusals)) for row in rows]
 
 
 def _outcomes(row, refusals: dict) -> list[_Claimed]:
     """A claimed outbox row's outcomes, each with its figures (`refusals`: a funds refusal's, by id)."""
-    applied = zip(*(getattr(row, name) or repeat(None) for name in _APPLIED_COLUMNS))
+    # A null column is an endless repeat(None): not strict.
+    applied = zip(*(getattr(row, name) or repeat(None) for name in _APPLIED_COLUMNS), strict=False)
     claimed = []
-    for id_, tracekey, code in zip(row.ids, row.tracekeys, map(Code, row.codes)):
+    codes = map(Code, row.codes)
+    for id_, tracekey, code in zip(row.ids, row.tracekeys, codes, strict=True):
         facts = next(applied, (None, None)) if code is Code.APPLIED else (None, None)
-        claimed.append(_Claimed(Outcome(id_, tracekey, code, figures(code, *facts, *refusals.get(id_, (None,) * 3))),
-                                facts))
+        claimed.append(
+            _Claimed(Outcome(id_, tracekey, code, figures(code, *facts, *refusals.get(id_, (None,) * 3))), facts)
+        )
     return claimed
 
 
@@ -160,6 +185,15 @@ def _trace(published: list[dict], started: int) -> None:
     """A span per callback SNS accepted, in its posting's tracekey's trace."""
     finished = time.time_ns()
     for callback in published:
-        tracing.record_posting_span("flow.engine.callback", UUID(callback["tracekey"]), started, finished, {
-            "flow.tracekey": callback["tracekey"], "flow.posting.id": callback["id"], "flow.code": callback["code"],
-            "flow.messageid": callback["messageid"]})
+        tracing.record_posting_span(
+            "flow.engine.callback",
+            UUID(callback["tracekey"]),
+            started,
+            finished,
+            {
+                "flow.tracekey": callback["tracekey"],
+                "flow.posting.id": callback["id"],
+                "flow.code": callback["code"],
+                "flow.messageid": callback["messageid"],
+            },
+        )

@@ -8,15 +8,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_rules.codes import Code
 from flow_kit.errors import FlowError
+from flow_rules.codes import Code
 
 __all__ = ["Event", "EventCatalogue"]
 
 _COLUMNS = "code, description, active, allowdebit, allowcredit, forced, createdat, updatedat"
 # Who changes the catalogue, for the audit trail's trigger (sql/0007): settings local to the transaction.
-_NAME_CALLER = text("SELECT set_config('flow.caller_sub', coalesce(:sub, ''), true), "
-                    "set_config('flow.caller_client', coalesce(:client, ''), true)")
+_NAME_CALLER = text(
+    "SELECT set_config('flow.caller_sub', coalesce(:sub, ''), true), "
+    "set_config('flow.caller_client', coalesce(:client, ''), true)"
+)
 
 
 async def _name_caller(conn, caller: tuple[str, str | None] | None) -> None:
@@ -35,15 +37,6 @@ class Event:
     createdat: datetime
     updatedat: datetime
 
-    def refuses(self, debitcredit: str) -> Code | None:
-        if not self.active:
-            return Code.EVENT_INACTIVE
-        if debitcredit == "D" and not self.allowdebit:
-            return Code.EVENT_DISALLOWS_DEBIT
-        if debitcredit == "C" and not self.allowcredit:
-            return Code.EVENT_DISALLOWS_CREDIT
-        return None
-
 
 class EventCatalogue:
     def __init__(self, db: AsyncEngine, cache_seconds: float) -> None:
@@ -61,11 +54,23 @@ class EventCatalogue:
             self._loaded_at = time.monotonic()
         return self._events.get(code)
 
-    async def create(self, description: str, active: bool, allowdebit: bool, allowcredit: bool,
-                     code: int | None = None, caller: tuple[str, str | None] | None = None,
-                     forced: bool = False) -> Event:
-        columns = {"description": description, "active": active, "allowdebit": allowdebit, "allowcredit": allowcredit,
-                   "forced": forced}
+    async def create(
+        self,
+        description: str,
+        active: bool,
+        allowdebit: bool,
+        allowcredit: bool,
+        code: int | None = None,
+        caller: tuple[str, str | None] | None = None,
+        forced: bool = False,
+    ) -> Event:
+        columns = {
+            "description": description,
+            "active": active,
+            "allowdebit": allowdebit,
+            "allowcredit": allowcredit,
+            "forced": forced,
+        }
         if code is not None:
             columns["code"] = code
         names = ", ".join(columns)
@@ -73,11 +78,15 @@ class EventCatalogue:
         try:
             async with self._db.begin() as conn:
                 await _name_caller(conn, caller)
-                row = (await conn.execute(
-                    text(f"INSERT INTO flow.event ({names}) VALUES ({values}) RETURNING {_COLUMNS}"), columns)).one()
+                row = (
+                    await conn.execute(
+                        text(f"INSERT INTO flow.event ({names}) VALUES ({values}) RETURNING {_COLUMNS}"), columns
+                    )
+                ).one()
                 if code is not None:  # keep the serial ahead of codes chosen by hand
-                    await conn.execute(text(
-                        "SELECT setval('flow.event_code_seq', greatest((SELECT max(code) FROM flow.event), 1))"))
+                    await conn.execute(
+                        text("SELECT setval('flow.event_code_seq', greatest((SELECT max(code) FROM flow.event), 1))")
+                    )
         except IntegrityError:
             raise FlowError(Code.EVENT_EXISTS, 409) from None
         self._loaded_at = float("-inf")
@@ -88,12 +97,16 @@ class EventCatalogue:
             if changes:
                 await _name_caller(conn, caller)
                 assignments = ", ".join(f"{name} = :{name}" for name in changes)
-                row = (await conn.execute(
-                    text(f"UPDATE flow.event SET {assignments} WHERE code = :code RETURNING {_COLUMNS}"),
-                    {**changes, "code": code})).first()
+                row = (
+                    await conn.execute(
+                        text(f"UPDATE flow.event SET {assignments} WHERE code = :code RETURNING {_COLUMNS}"),
+                        {**changes, "code": code},
+                    )
+                ).first()
             else:
-                row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM flow.event WHERE code = :code"),
-                                          {"code": code})).first()
+                row = (
+                    await conn.execute(text(f"SELECT {_COLUMNS} FROM flow.event WHERE code = :code"), {"code": code})
+                ).first()
         if row is None:
             raise FlowError(Code.EVENT_NOT_FOUND, 404)
         self._loaded_at = float("-inf")

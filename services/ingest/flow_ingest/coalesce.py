@@ -20,8 +20,9 @@ Result = TypeVar("Result")
 
 
 class Coalescer(Generic[Item, Result]):
-    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int,
-                 max_in_flight: int) -> None:
+    def __init__(
+        self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int, max_in_flight: int
+    ) -> None:
         """`call` takes up to `max_items` items (of any requests) and returns one result per item."""
         self._call = call
         self._max_items = max_items
@@ -34,12 +35,13 @@ class Coalescer(Generic[Item, Result]):
         """The results of `items`, in order; raises what a call carrying any of them raised."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._queued.extend(zip(items, futures))
+        self._queued.extend(zip(items, futures, strict=True))
         self._start_calls()
-        results = await asyncio.gather(*futures, return_exceptions=True)  # every one retrieved
-        for result in results:
+        results: list[Result] = []
+        for result in await asyncio.gather(*futures, return_exceptions=True):  # every one retrieved
             if isinstance(result, BaseException):
                 raise result
+            results.append(result)
         return results
 
     def _start_calls(self) -> None:

@@ -7,7 +7,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_rules.posting import PostingMessage, fingerprint
+from flow_rules.posting import PostingMessage
 
 from .coalesce import Coalescer
 
@@ -26,7 +26,8 @@ _RECALL = text("SELECT id, fingerprint, tracekey, acceptedat FROM flow.request W
 @dataclass(frozen=True)
 class Earlier:
     """A posting accepted before under the same id."""
-    fingerprint: UUID
+
+    fingerprint: UUID  # flow_rules.fingerprint, in either of its forms
     tracekey: UUID
     acceptedat: datetime
 
@@ -42,7 +43,7 @@ class RequestLedger:
     async def remember(self, messages: list[PostingMessage]) -> dict[UUID, Earlier]:
         """Records the new ids; returns what was recorded earlier for the others (ids must be unique)."""
         earlier = await self._transactions.submit(messages)
-        return {m.id: found for m, found in zip(messages, earlier) if found is not None}
+        return {m.id: found for m, found in zip(messages, earlier, strict=True) if found is not None}
 
     async def _remember(self, messages: list[PostingMessage]) -> list[Earlier | None]:
         """One transaction for postings of several requests. Two requests may carry one id: the first
@@ -51,19 +52,35 @@ class RequestLedger:
         for m in messages:
             first.setdefault(m.id, m)
         async with self._db.begin() as conn:
-            new = {row.id for row in await conn.execute(_REMEMBER, {
-                "id": list(first), "fingerprint": [fingerprint(m) for m in first.values()],
-                "tracekey": [m.tracekey for m in first.values()],
-                "acceptedat": [m.acceptedat for m in first.values()]})}
+            new = {
+                row.id
+                for row in await conn.execute(
+                    _REMEMBER,
+                    {
+                        "id": list(first),
+                        "fingerprint": [m.fingerprint for m in first.values()],
+                        "tracekey": [m.tracekey for m in first.values()],
+                        "acceptedat": [m.acceptedat for m in first.values()],
+                    },
+                )
+            }
             seen = [id for id in first if id not in new]
-            stored = {row.id: Earlier(row.fingerprint, row.tracekey, row.acceptedat)
-                      for row in await conn.execute(_RECALL, {"ids": seen})} if seen else {}
+            stored = (
+                {
+                    row.id: Earlier(row.fingerprint, row.tracekey, row.acceptedat)
+                    for row in await conn.execute(_RECALL, {"ids": seen})
+                }
+                if seen
+                else {}
+            )
         results: list[Earlier | None] = []
         for m in messages:
             if m.id in stored:
                 results.append(stored[m.id])
             elif first[m.id] is not m:  # recorded just now for an earlier request of this group
-                results.append(Earlier(fingerprint(first[m.id]), first[m.id].tracekey, first[m.id].acceptedat))
+                recorded = first[m.id]
+                assert recorded.fingerprint is not None  # inserted above: flow.request.fingerprint is NOT NULL
+                results.append(Earlier(recorded.fingerprint, recorded.tracekey, recorded.acceptedat))
             else:
                 results.append(None)
         return results

@@ -6,15 +6,18 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 from uuid import UUID, uuid4
 
 from prometheus_client import Counter
 
 from flow_kit import tracing
-from flow_rules.codes import Code
 from flow_kit.entitlements import Grant
 from flow_kit.logs import tracekey_var
-from flow_rules.posting import Caller, PostingIn, PostingMessage, check_dateref, fingerprint
+from flow_rules.codes import Code
+from flow_rules.fingerprint import fingerprint, same_content
+from flow_rules.judge import judge
+from flow_rules.posting import Caller, PostingIn, PostingMessage
 
 from .catalogue import EventCatalogue
 from .idempotency import RequestLedger
@@ -41,14 +44,15 @@ _STATUS = {Code.ID_REUSED: 409, Code.NOT_ENTITLED: 403, Code.UNAVAILABLE: 503}
 @dataclass(frozen=True)
 class Verdict:
     """One posting's answer: accepted (published), rejected (with its code), or failed (retry it)."""
-    status: str
+
+    status: Literal["accepted", "rejected", "failed"]
     id: UUID | None = None
     tracekey: UUID | None = None
     code: Code | None = None
 
     @property
     def http_status(self) -> int:
-        return 202 if self.status == "accepted" else _STATUS.get(self.code, 422)
+        return 202 if self.status == "accepted" or self.code is None else _STATUS.get(self.code, 422)
 
     def count(self) -> "Verdict":
         POSTINGS.labels(self.status, self.code.value if self.code else "").inc()
@@ -56,8 +60,9 @@ class Verdict:
 
 
 class Intake:
-    def __init__(self, settings: IngestSettings, catalogue: EventCatalogue, ledger: RequestLedger,
-                 publisher: RequestPublisher) -> None:
+    def __init__(
+        self, settings: IngestSettings, catalogue: EventCatalogue, ledger: RequestLedger, publisher: RequestPublisher
+    ) -> None:
         self._settings = settings
         self._catalogue = catalogue
         self._ledger = ledger
@@ -71,25 +76,29 @@ class Intake:
                 return Code.NOT_ENTITLED
             if not grant.allows_amount(posting.amount):
                 return Code.OVER_CLIENT_LIMIT
-        event = await self._catalogue.get(posting.eventcode)
-        if event is None:
-            return Code.EVENT_NOT_FOUND
-        refused = event.refuses(posting.debitcredit)
-        if refused:
-            return refused
-        refused = check_dateref(posting.dateref, acceptedat, self._settings.retroactive_days)
+        refused = judge(
+            await self._catalogue.get(posting.eventcode),
+            posting.debitcredit,
+            posting.dateref,
+            acceptedat,
+            self._settings.retroactive_days,
+        )
         if refused:
             return refused
         if posting.details is not None and len(json.dumps(posting.details)) > self._settings.max_details_bytes:
             return Code.INVALID_DETAILS
         return None
 
-    async def accept(self, items: list[PostingIn | Code],
-                     caller: tuple[str, str | None] | None = None, grant: Grant | None = None) -> list[Verdict]:
+    async def accept(
+        self, items: list[PostingIn | Code], caller: tuple[str, str | None] | None = None, grant: Grant | None = None
+    ) -> list[Verdict]:
         """`items` are parsed postings, or the code an unparseable one got. One verdict per item.
         `caller` (the token's subject and client; None without authentication) travels with each posting."""
-        posted_by = None if caller is None else \
-            Caller(sub=caller[0].replace("\x00", ""), client=caller[1] and caller[1].replace("\x00", ""))
+        posted_by = (
+            None
+            if caller is None
+            else Caller(sub=caller[0].replace("\x00", ""), client=caller[1] and caller[1].replace("\x00", ""))
+        )
         started = time.time_ns()
         acceptedat = datetime.now(UTC)
         verdicts: list[Verdict | None] = [None] * len(items)
@@ -103,8 +112,14 @@ class Intake:
             if refused:
                 verdicts[n] = Verdict("rejected", item.id, item.tracekey, refused)
                 continue
-            message = PostingMessage(**item.model_dump(exclude={"id", "tracekey"}), id=item.id or uuid4(),
-                                     tracekey=item.tracekey or uuid4(), acceptedat=acceptedat, caller=posted_by)
+            message = PostingMessage(
+                **item.model_dump(exclude={"id", "tracekey"}),
+                id=item.id or uuid4(),
+                tracekey=item.tracekey or uuid4(),
+                acceptedat=acceptedat,
+                caller=posted_by,
+                fingerprint=fingerprint(item),
+            )
             try:  # accepted only as a message FlowRequest can carry: refused here, never failing a shared call
                 encode(message)
             except ValueError:
@@ -112,19 +127,22 @@ class Intake:
                 continue
             if message.id in first_of:  # the same id twice in one batch: judged like a retry
                 earlier = messages[first_of[message.id]]
-                same = fingerprint(earlier) == fingerprint(message)
-                verdicts[n] = Verdict("accepted", earlier.id, earlier.tracekey) if same else \
-                    Verdict("rejected", message.id, message.tracekey, Code.ID_REUSED)
+                same = earlier.fingerprint == message.fingerprint
+                verdicts[n] = (
+                    Verdict("accepted", earlier.id, earlier.tracekey)
+                    if same
+                    else Verdict("rejected", message.id, message.tracekey, Code.ID_REUSED)
+                )
                 continue
             first_of[message.id] = n
             messages[n] = message
 
-        earlier = await self._ledger.remember(list(messages.values()))
+        remembered = await self._ledger.remember(list(messages.values()))
         for n, message in list(messages.items()):
-            before = earlier.get(message.id)
+            before = remembered.get(message.id)
             if before is None:
                 continue
-            if before.fingerprint != fingerprint(message):
+            if not same_content(before.fingerprint, message, message.fingerprint):
                 verdicts[n] = Verdict("rejected", message.id, message.tracekey, Code.ID_REUSED)
                 del messages[n]
             else:  # a retry: answered as the first time, and published again (the engine applies an id once)
@@ -154,9 +172,11 @@ class Intake:
             if verdict and verdict.status == "accepted" and n not in messages and verdict.id in first_of:
                 first = verdicts[first_of[verdict.id]]
                 verdicts[n] = first
+        decided = [v for v in verdicts if v is not None]
+        assert len(decided) == len(verdicts), "every item has its verdict"
         if tracing.enabled():
-            _trace(verdicts, started)
-        return [v.count() for v in verdicts]
+            _trace(decided, started)
+        return [v.count() for v in decided]
 
 
 def _trace(verdicts: list[Verdict], started: int) -> None:
@@ -164,7 +184,16 @@ def _trace(verdicts: list[Verdict], started: int) -> None:
     finished = time.time_ns()
     for verdict in verdicts:
         if verdict.tracekey is not None:
-            tracing.record_posting_span("flow.ingest.accept", verdict.tracekey, started, finished, {
-                "flow.tracekey": str(verdict.tracekey), "flow.posting.id": str(verdict.id or ""),
-                "flow.result": verdict.status, "flow.code": verdict.code.value if verdict.code else ""},
-                error=verdict.status == "failed")
+            tracing.record_posting_span(
+                "flow.ingest.accept",
+                verdict.tracekey,
+                started,
+                finished,
+                {
+                    "flow.tracekey": str(verdict.tracekey),
+                    "flow.posting.id": str(verdict.id or ""),
+                    "flow.result": verdict.status,
+                    "flow.code": verdict.code.value if verdict.code else "",
+                },
+                error=verdict.status == "failed",
+            )

@@ -16,8 +16,9 @@ _log = logging.getLogger(__name__)
 
 _SNS_BATCH_LIMIT = 10  # PublishBatch takes at most 10 entries
 
-ENTRIES_PER_CALL = Histogram("flow_ingest_publish_entries", "Postings per PublishBatch call to FlowRequest",
-                             buckets=(1, 2, 5, 10))
+ENTRIES_PER_CALL = Histogram(
+    "flow_ingest_publish_entries", "Postings per PublishBatch call to FlowRequest", buckets=(1, 2, 5, 10)
+)
 
 
 def _attributes(message: PostingMessage) -> dict:
@@ -29,8 +30,15 @@ def _attributes(message: PostingMessage) -> dict:
 MAX_MESSAGE_BYTES = 256 * 1024
 # Refusals that say the call cannot be published as it is (something an entry holds), as opposed to
 # SNS being unavailable or slow: only these make the call be split to find the culprit.
-_NOT_RETRYABLE = {"InvalidParameter", "InvalidParameterValue", "ValidationError", "BatchRequestTooLong",
-                  "InvalidBatchEntryId", "BatchEntryIdsNotDistinct", "EmptyBatchRequest"}
+_NOT_RETRYABLE = {
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "ValidationError",
+    "BatchRequestTooLong",
+    "InvalidBatchEntryId",
+    "BatchEntryIdsNotDistinct",
+    "EmptyBatchRequest",
+}
 
 
 def encode(message: PostingMessage) -> str:
@@ -75,9 +83,13 @@ class RequestPublisher:
     async def _publish(self, entries: list[tuple[PostingMessage, str]]) -> list[bool]:
         ENTRIES_PER_CALL.observe(len(entries))
         try:
-            response = await self._sns.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=[
-                {"Id": str(n), "Message": body, "MessageAttributes": _attributes(m)}
-                for n, (m, body) in enumerate(entries)])
+            response = await self._sns.publish_batch(
+                TopicArn=self._topic_arn,
+                PublishBatchRequestEntries=[
+                    {"Id": str(n), "Message": body, "MessageAttributes": _attributes(m)}
+                    for n, (m, body) in enumerate(entries)
+                ],
+            )
         except Exception as exc:  # the requests answer "failed" (503 for one posting): their clients send again
             if len(entries) > 1 and _splittable(exc):
                 # SNS refused the call for something one entry holds: halves, until only the culprit fails.

@@ -2,6 +2,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from flow_kit.settings import DatabaseSettings
+from flow_rules.limits import Configured
 
 __all__ = ["IngestSettings"]
 
@@ -21,3 +22,8 @@ class IngestSettings(DatabaseSettings):
     # Calls to FlowRequest under way before fewer than 10 waiting postings are sent (10 are sent at
     # once): while they are, postings of concurrent requests gather and share calls.
     publish_calls: int = Field(8, ge=1, le=50)
+
+    @property
+    def configured(self) -> Configured:
+        """The limits set here that the message codes' texts state."""
+        return Configured(max_details_bytes=self.max_details_bytes)

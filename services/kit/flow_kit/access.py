@@ -80,12 +80,15 @@ class AccessLog:
                 tracekey = value.decode("ascii").lower() if _UUID.fullmatch(value) else None
                 break
         claims = _claims_of(scope)
-        _log.info("request", extra={
-            "sub": getattr(claims, "subject", None),
-            "client": getattr(claims, "client_id", None),
-            "method": scope.get("method"),
-            "route": _route_of(scope),
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "tracekey": tracekey,
-        })
+        _log.info(
+            "request",
+            extra={
+                "sub": getattr(claims, "subject", None),
+                "client": getattr(claims, "client_id", None),
+                "method": scope.get("method"),
+                "route": _route_of(scope),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "tracekey": tracekey,
+            },
+        )

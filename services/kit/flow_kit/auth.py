@@ -69,9 +69,15 @@ _REALM = "flow"
 # Which JWK may verify which algorithm, (kty, crv). Asymmetric only: a public key must never be
 # usable as an HMAC secret, and `none` is no algorithm at all.
 _KEY_FOR_ALGORITHM: dict[str, tuple[str, str | None]] = {
-    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
-    "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
-    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
 }
 DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 _MIN_RSA_BITS = 2048
@@ -133,8 +139,10 @@ class AuthSettings(BaseSettings):
     def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         refused = [alg for alg in value if alg not in _KEY_FOR_ALGORITHM]
         if refused or not value:
-            raise ValueError(f"algorithms must be a non-empty subset of {', '.join(_KEY_FOR_ALGORITHM)}; "
-                             f"refused: {', '.join(refused) or 'none given'}")
+            raise ValueError(
+                f"algorithms must be a non-empty subset of {', '.join(_KEY_FOR_ALGORITHM)}; "
+                f"refused: {', '.join(refused) or 'none given'}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -183,8 +191,9 @@ def caller_of(claims: Claims | None) -> tuple[str, str | None] | None:
 class AuthError(Exception):
     """A refused request. `detail` says why, for logs only; clients get `code` and `message`."""
 
-    def __init__(self, status_code: int, code: str, message: str, www_authenticate: str | None = None,
-                 detail: str = "") -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, www_authenticate: str | None = None, detail: str = ""
+    ) -> None:
         super().__init__(f"{code} {message}")
         self.status_code = status_code
         self.code = code
@@ -199,8 +208,9 @@ class AuthError(Exception):
         if reason == "missing":  # no credentials: a bare challenge, no error code (RFC 6750 section 3.1)
             challenge = f'Bearer realm="{_REALM}"'
         elif reason == "scope":
-            challenge = (f'Bearer realm="{_REALM}", error="insufficient_scope", error_description="{message}", '
-                         f'scope="{scope}"')
+            challenge = (
+                f'Bearer realm="{_REALM}", error="insufficient_scope", error_description="{message}", scope="{scope}"'
+            )
         elif reason == "unavailable":
             challenge = None
         else:
@@ -215,7 +225,8 @@ def install_auth_error_handler(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = exc.www_authenticate
         return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status_code, headers=headers)
 
-    app.add_exception_handler(AuthError, _auth_error)
+    # Starlette types every handler as taking any Exception; it calls this one with AuthErrors only.
+    app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
 
 
 class _IssuerError(Exception):
@@ -263,8 +274,15 @@ class TokenVerifier:
         key = self._public_key(await self._jwk(kid), kid, alg)
         s = self.settings
         try:
-            payload = jwt.decode(token, key, algorithms=[alg], audience=list(s.audience), issuer=s.issuer,
-                                 leeway=s.leeway_seconds, options={"require": ["exp", "iss", "aud"]})
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=list(s.audience),
+                issuer=s.issuer,
+                leeway=s.leeway_seconds,
+                options={"require": ["exp", "iss", "aud"]},
+            )
         except jwt.MissingRequiredClaimError as exc:
             reason = {"iss": "issuer", "aud": "audience"}.get(exc.claim, "invalid")
             raise AuthError.of(reason, f"no {exc.claim}") from None
@@ -348,8 +366,10 @@ class TokenVerifier:
                 keys = await self._fetch()
             except Exception as exc:  # whatever went wrong, it is an issuer outage for us, not a 500
                 self._jwks_uri = None  # rediscover next time: the issuer may have moved its keys
-                _log.warning("could not fetch the issuer's signing keys",
-                             extra={"issuer": self.settings.issuer, "error": f"{type(exc).__name__}: {exc}"})
+                _log.warning(
+                    "could not fetch the issuer's signing keys",
+                    extra={"issuer": self.settings.issuer, "error": f"{type(exc).__name__}: {exc}"},
+                )
                 return
             self._keys, self._parsed, self._fetched_at = keys, {}, time.monotonic()
             self._verified.clear()  # a key may have been withdrawn
@@ -371,8 +391,11 @@ class TokenVerifier:
         if not isinstance(entries, list):
             raise _IssuerError("JWKS has no keys list")
         # Signing keys only (Entra also lists none other, but `use` may say "enc" elsewhere).
-        return {k["kid"]: k for k in entries
-                if isinstance(k, dict) and isinstance(k.get("kid"), str) and k.get("use", "sig") == "sig"}
+        return {
+            k["kid"]: k
+            for k in entries
+            if isinstance(k, dict) and isinstance(k.get("kid"), str) and k.get("use", "sig") == "sig"
+        }
 
     @staticmethod
     async def _get_json(client: httpx.AsyncClient, url: str) -> dict:
@@ -415,13 +438,18 @@ class TokenVerifier:
         subject = payload.get("sub") or client_id
         if not isinstance(subject, str):
             raise AuthError.of("invalid", "no subject")
-        return Claims(subject=subject, scopes=frozenset(scopes), client_id=client_id, issuer=payload.get("iss"),
-                      raw=payload)
+        return Claims(
+            subject=subject, scopes=frozenset(scopes), client_id=client_id, issuer=payload.get("iss"), raw=payload
+        )
 
 
 # In OpenAPI this makes /docs offer an "Authorize" box; auto_error=False lets us answer in FLOW's format.
-_BEARER = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="bearer",
-                     description="OAuth2 access token (JWT) from FLOW's issuer")
+_BEARER = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    scheme_name="bearer",
+    description="OAuth2 access token (JWT) from FLOW's issuer",
+)
 
 
 class Authenticator:
@@ -443,8 +471,9 @@ class Authenticator:
     def require(self, *scopes: str) -> Callable[..., Awaitable[Claims]]:
         needed = frozenset(scopes)
 
-        async def dependency(request: Request,
-                             credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER)) -> Claims:
+        async def dependency(
+            request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER)
+        ) -> Claims:
             if self.verifier is None:
                 request.state.claims = ANONYMOUS
                 return ANONYMOUS
@@ -462,7 +491,8 @@ class Authenticator:
             request.state.claims = claims
             return claims
 
-        dependency.flow_scopes = needed  # so the TokenGate finds what a route asks for
+        # So the TokenGate finds what a route asks for; mypy knows no attributes set on a function.
+        dependency.flow_scopes = needed  # type: ignore[attr-defined]
         return dependency
 
     async def authenticate(self, authorization: str | None, needed: frozenset[str]) -> Claims:
@@ -545,8 +575,9 @@ class TokenGate:
             headers = {"Cache-Control": "no-store"}
             if exc.www_authenticate:
                 headers["WWW-Authenticate"] = exc.www_authenticate
-            response = JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status_code,
-                                    headers=headers)
+            response = JSONResponse(
+                {"code": exc.code, "message": exc.message}, status_code=exc.status_code, headers=headers
+            )
             return await response(scope, receive, send)  # a Response never reads the request's body
         scope[_SCOPE_KEY] = claims
         await self.app(scope, receive, send)

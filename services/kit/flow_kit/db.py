@@ -3,13 +3,15 @@
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .secrets import DatabaseCredentials
+from .secrets import Credentials, DatabaseCredentials
 from .settings import DatabaseSettings
 from .tls import database_ssl
 
@@ -44,20 +46,28 @@ def create_engine(url: str, pool_size: int = 5, application_name: str = "flow", 
         connect_args["ssl"] = ssl
     return create_async_engine(
         url,
-        **{"pool_size": pool_size, "max_overflow": 0, "pool_pre_ping": True, "hide_parameters": True,
-           "connect_args": connect_args, **options},
+        **{
+            "pool_size": pool_size,
+            "max_overflow": 0,
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+            "connect_args": connect_args,
+            **options,
+        },
     )
 
 
-def create_database(settings: DatabaseSettings, application_name: str,
-                    credentials: DatabaseCredentials | None = None, **options) -> AsyncEngine:
+def create_database(
+    settings: DatabaseSettings, application_name: str, credentials: DatabaseCredentials | None = None, **options
+) -> AsyncEngine:
     """The service's engine. Without `settings.database_secret_id` it is exactly
     `create_engine(settings.database_url, settings.database_pool_size, application_name, ssl, **options)`.
 
     With one, every new connection takes its user and password (and host, port and database name
-    when the secret has them, unless `settings.database_server_from_secret` is false) from the secret, through `credentials` (by default a
-    `DatabaseCredentials` of these settings); a login refused for its credentials reads the secret
-    again and tries once more. Pooled connections outlive a rotation; new ones use the new password.
+    when the secret has them, unless `settings.database_server_from_secret` is false) from the secret,
+    through `credentials` (by default a `DatabaseCredentials` of these settings); a login refused for
+    its credentials reads the secret again and tries once more. Pooled connections outlive a rotation;
+    new ones use the new password.
 
     Every connection, the health checks' too, uses `settings.database_sslmode` and `_sslrootcert`.
     """
@@ -83,18 +93,26 @@ def create_database(settings: DatabaseSettings, application_name: str,
             newer = await provider.after_auth_failure(used, failed_at)
             if newer is None:
                 raise
-            _log.info("database login refused; trying again with the secret's newer credentials",
-                      extra={"secret_id": provider.secret_id, "error": type(exc).__name__})
+            _log.info(
+                "database login refused; trying again with the secret's newer credentials",
+                extra={"secret_id": provider.secret_id, "error": type(exc).__name__},
+            )
             return await asyncpg.connect(**_options(base, newer, settings.database_server_from_secret))
 
     return create_async_engine(
         url,
-        **{"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_pre_ping": True, "hide_parameters": True,
-           "async_creator": connect, **options},
+        **{
+            "pool_size": settings.database_pool_size,
+            "max_overflow": 0,
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+            "async_creator": connect,
+            **options,
+        },
     )
 
 
-def _options(base: dict, credentials, server_from_secret: bool = True) -> dict:
+def _options(base: Mapping[str, Any], credentials: Credentials, server_from_secret: bool = True) -> dict:
     """asyncpg.connect() options: the URL's, with what the secret has put over them (its user and
     password; and its host, port and database unless `server_from_secret` is false)."""
     options = {**base, "user": credentials.username, "password": credentials.password}

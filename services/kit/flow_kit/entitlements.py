@@ -18,13 +18,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flow_rules.limits import AMOUNT_PATTERN, BRANCH_PATTERN, anchored
+
 __all__ = ["ALL_BRANCHES", "DEFAULT", "EntitlementSettings", "Entitlements", "Grant", "NOTHING"]
 
 ALL_BRANCHES = "*"
 DEFAULT = "default"  # the entry unlisted clients get
-_BRANCH = re.compile(r"[A-Za-z0-9]{1,10}")
-# As a posting's amount: two decimals, above 0, within numeric(15,2).
-_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,12})\.[0-9]{2}")
+_BRANCH = re.compile(anchored(BRANCH_PATTERN))
+_AMOUNT = re.compile(anchored(AMOUNT_PATTERN))  # as a posting's amount (checked above 0 apart)
 
 
 class Grant(BaseModel):
@@ -44,7 +45,9 @@ class Grant(BaseModel):
             raise ValueError('"*" (every branch) stands alone in branches')
         bad = [b for b in value if b != ALL_BRANCHES and not _BRANCH.fullmatch(b)]
         if bad:
-            raise ValueError(f"branches must be 1 to 10 letters or digits, or \"*\"; refused: {', '.join(map(repr, bad))}")
+            raise ValueError(
+                f'branches must be 1 to 10 letters or digits, or "*"; refused: {", ".join(map(repr, bad))}'
+            )
         return tuple(value)
 
     @field_validator("max_amount", mode="before")
@@ -75,8 +78,9 @@ class Entitlements(RootModel[dict[str, Grant]]):
     @classmethod
     def _object(cls, value: Any) -> Any:
         if not isinstance(value, dict):
-            raise ValueError('must be a JSON object: {"<client id>": {"branches": [...], "maxAmount": "..."}, '
-                             '"default": {...}}')
+            raise ValueError(
+                'must be a JSON object: {"<client id>": {"branches": [...], "maxAmount": "..."}, "default": {...}}'
+            )
         blank = [key for key in value if not isinstance(key, str) or not key.strip()]
         if blank:
             raise ValueError("client ids must be non-empty strings")

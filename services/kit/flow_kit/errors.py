@@ -10,17 +10,27 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flow_rules.codes import Code
+from flow_rules.limits import Configured
 
-__all__ = ["ErrorOut", "FlowError", "NonFinite", "StrictJSONRoute", "error_body", "install_error_handlers",
-           "strict_loads"]
+from .answers import JSONAnswer, answer
+
+__all__ = [
+    "ErrorOut",
+    "FlowError",
+    "NonFinite",
+    "StrictJSONRoute",
+    "error_body",
+    "install_error_handlers",
+    "strict_loads",
+]
 
 _log = logging.getLogger(__name__)
+_DEFAULTS = Configured()
 
 
 class NonFinite:
@@ -72,8 +82,9 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_parse_f
 # Integers are read by int() (a Python call for each would slow every body); one longer than int()
 # reads (4,300 digits) has the body read again with _parse_int. An integer beyond a double's range but
 # shorter stays an exact int: no field takes it (flow_rules.posting refuses it in details).
-_DECODER_LONG_INTS = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_parse_float, parse_int=_parse_int,
-                                      parse_constant=NonFinite)
+_DECODER_LONG_INTS = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_float=_parse_float, parse_int=_parse_int, parse_constant=NonFinite
+)
 # The tokens of a JSON text that parsed up to a duplicated key: enough to find where that key is.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
 
@@ -107,23 +118,26 @@ def strict_loads(body: bytes | str) -> Any:
     Integers stay exact, never floats."""
     if isinstance(body, bytes):
         try:
-            body = body.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise json.JSONDecodeError("not UTF-8", body.decode("utf-8", "replace"),
-                                       len(body[:exc.start].decode("utf-8", "replace"))) from None
+            raise json.JSONDecodeError(
+                "not UTF-8", body.decode("utf-8", "replace"), len(body[: exc.start].decode("utf-8", "replace"))
+            ) from None
+    else:
+        text = body
     try:
         try:
-            value = _DECODER.decode(body)
+            value = _DECODER.decode(text)
         except json.JSONDecodeError:
             raise
         except ValueError:  # an integer too long for int()
-            value = _DECODER_LONG_INTS.decode(body)
+            value = _DECODER_LONG_INTS.decode(text)
     except _DuplicateKey:
-        raise json.JSONDecodeError("a key appears twice in one object", body, _duplicate_at(body)) from None
+        raise json.JSONDecodeError("a key appears twice in one object", text, _duplicate_at(text)) from None
     except RecursionError:
-        raise json.JSONDecodeError("nested too deeply", body, 0) from None
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
     if type(value) is NonFinite:  # no field to hold it: the body as a whole is not JSON
-        raise json.JSONDecodeError("NaN, Infinity or a number beyond a double's range", body, 0)
+        raise json.JSONDecodeError("NaN, Infinity or a number beyond a double's range", text, 0)
     return value
 
 
@@ -163,38 +177,43 @@ class FlowError(Exception):
         super().__init__(message or code.message)
         self.code = code
         self.status_code = status_code
-        self.message = message or code.message
+        self.message = message  # None: the code's text, with the limits the service was configured with
         self.detail = detail
 
 
-def error_body(code: Code, message: str | None = None, **detail) -> dict:
-    return {"code": code.value, "message": message or code.message, **detail}
+def error_body(code: Code, message: str | None = None, configured: Configured = _DEFAULTS, **detail) -> dict:
+    return {"code": code.value, "message": message or code.text(configured), **detail}
 
 
-def install_error_handlers(app: FastAPI, validation_code: Callable | None = None) -> None:
-    """`validation_code(request, errors)` picks the code for a request that failed validation (default R001)."""
+def install_error_handlers(
+    app: FastAPI, validation_code: Callable | None = None, configured: Configured = _DEFAULTS
+) -> None:
+    """`validation_code(request, errors)` picks the code for a request that failed validation (default R001).
+    `configured`: the limits the service enforces, which the codes' texts state."""
 
     @app.exception_handler(FlowError)
-    async def _flow_error(request: Request, exc: FlowError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, **exc.detail), status_code=exc.status_code)
+    async def _flow_error(request: Request, exc: FlowError) -> JSONAnswer:
+        return answer(error_body(exc.code, exc.message, configured, **exc.detail), exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONAnswer:
         errors = exc.errors()
         syntax = next((err for err in errors if err["type"] == "json_invalid"), None)
         if syntax is not None:  # its loc is ("body", character offset), not a field
-            return JSONResponse(error_body(Code.INVALID_JSON, position=syntax["loc"][-1]), status_code=422)
+            return answer(error_body(Code.INVALID_JSON, position=syntax["loc"][-1]), 422)
         code = validation_code(request, errors) if validation_code else Code.INVALID_BODY
         # A field's path without the "body" prefix; the body as a whole (not an object, empty) has none.
         fields = [path for err in errors if (path := ".".join(str(part) for part in err["loc"] if part != "body"))]
-        return JSONResponse(error_body(code, **({"fields": fields} if fields else {})), status_code=422)
+        return answer(
+            error_body(code, None, configured, fields=fields) if fields else error_body(code, None, configured), 422
+        )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONAnswer:
         code = Code.INVALID_QUERY if exc.status_code < 500 else Code.INTERNAL_ERROR
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        return answer(error_body(code, str(exc.detail)), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONAnswer:
         _log.exception("unhandled error", extra={"path": request.url.path})
-        return JSONResponse(error_body(Code.INTERNAL_ERROR), status_code=500)
+        return answer(error_body(Code.INTERNAL_ERROR), 500)

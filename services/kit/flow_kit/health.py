@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .settings import ServiceSettings
+from .settings import DatabaseSettings, ServiceSettings
 
 __all__ = ["Check", "docs_options", "health_router", "mount_health"]
 
@@ -80,8 +80,9 @@ def health_router(checks: Callable[[], Mapping[str, Check]], cache_seconds: floa
     return router
 
 
-def mount_health(app: FastAPI, settings: ServiceSettings, checks: Callable[[], Mapping[str, Check]],
-                 database: str | None = None) -> AsyncEngine | None:
+def mount_health(
+    app: FastAPI, settings: ServiceSettings, checks: Callable[[], Mapping[str, Check]], database: str | None = None
+) -> AsyncEngine | None:
     """Serves /healthz, /readyz and /metrics for `app`: on the app itself, or, when
     `settings.health_port` is set, on a separate app (`app.state.health_app`) that
     flow_kit.serve.asgi_app puts on that port.
@@ -94,10 +95,17 @@ def mount_health(app: FastAPI, settings: ServiceSettings, checks: Callable[[], M
     if database is not None:
         from .db import create_database  # here: flow_kit.db is only needed by services with a database
 
+        if not isinstance(settings, DatabaseSettings):
+            raise TypeError("mount_health(database=...) needs the service's DatabaseSettings")
         # pool_pre_ping: a connection the server ended while idle (a restart, a password rotation that
         # ends sessions) is replaced before the check, not reported as the database being down.
-        engine = create_database(settings.model_copy(update={"database_pool_size": 1}), database, max_overflow=0,
-                                 pool_pre_ping=True, isolation_level="AUTOCOMMIT")
+        engine = create_database(
+            settings.model_copy(update={"database_pool_size": 1}),
+            database,
+            max_overflow=0,
+            pool_pre_ping=True,
+            isolation_level="AUTOCOMMIT",
+        )
         app.state.health_db = engine
 
         async def database_check() -> None:

@@ -17,29 +17,42 @@ from datetime import date
 
 import pyarrow as pa
 
-__all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "SUMS_SCHEMA", "FileEntry", "Manifest", "day_key", "manifest_key",
-           "month_prefix", "sha256_of", "sums_key"]
+__all__ = [
+    "COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SUMS_SCHEMA",
+    "FileEntry",
+    "Manifest",
+    "day_key",
+    "manifest_key",
+    "month_prefix",
+    "sha256_of",
+    "sums_key",
+]
 
 SCHEMA_VERSION = 1
 
 # flow.transaction's columns, typed: money as DECIMAL(15,2) (never a float), UUIDs as Parquet UUIDs,
 # dates as DATE, timestamps in microseconds UTC, details as the JSON text the database kept.
-SCHEMA = pa.schema([
-    pa.field("id", pa.uuid(), nullable=False),
-    pa.field("branch", pa.string(), nullable=False),
-    pa.field("account", pa.string(), nullable=False),
-    pa.field("amount", pa.decimal128(15, 2), nullable=False),
-    pa.field("debitcredit", pa.string(), nullable=False),
-    pa.field("eventcode", pa.int32(), nullable=False),
-    pa.field("description", pa.string()),
-    pa.field("tracekey", pa.uuid(), nullable=False),
-    pa.field("details", pa.json_()),
-    pa.field("dateref", pa.date32(), nullable=False),
-    pa.field("acceptedat", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("createdat", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("callersub", pa.string()),
-    pa.field("callerclient", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.uuid(), nullable=False),
+        pa.field("branch", pa.string(), nullable=False),
+        pa.field("account", pa.string(), nullable=False),
+        pa.field("amount", pa.decimal128(15, 2), nullable=False),
+        pa.field("debitcredit", pa.string(), nullable=False),
+        pa.field("eventcode", pa.int32(), nullable=False),
+        pa.field("description", pa.string()),
+        pa.field("tracekey", pa.uuid(), nullable=False),
+        pa.field("details", pa.json_()),
+        pa.field("dateref", pa.date32(), nullable=False),
+        pa.field("acceptedat", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("createdat", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("callersub", pa.string()),
+        pa.field("callerclient", pa.string()),
+    ]
+)
 COLUMNS = SCHEMA.names
 
 
@@ -62,7 +75,7 @@ def sha256_of(data: bytes) -> str:
 @dataclass(frozen=True)
 class FileEntry:
     key: str
-    day: str            # YYYY-MM-DD
+    day: str  # YYYY-MM-DD
     rows: int
     bytes: int
     sha256: str
@@ -70,14 +83,16 @@ class FileEntry:
 
 # The per account and day sums of a month, as the partition had them: a Parquet file of its own
 # beside the manifest (a month can hold hundreds of thousands of account-days).
-SUMS_SCHEMA = pa.schema([
-    pa.field("branch", pa.string(), nullable=False),
-    pa.field("account", pa.string(), nullable=False),
-    pa.field("dateref", pa.date32(), nullable=False),
-    pa.field("totaldebit", pa.decimal128(38, 2), nullable=False),
-    pa.field("totalcredit", pa.decimal128(38, 2), nullable=False),
-    pa.field("postings", pa.int64(), nullable=False),
-])
+SUMS_SCHEMA = pa.schema(
+    [
+        pa.field("branch", pa.string(), nullable=False),
+        pa.field("account", pa.string(), nullable=False),
+        pa.field("dateref", pa.date32(), nullable=False),
+        pa.field("totaldebit", pa.decimal128(38, 2), nullable=False),
+        pa.field("totalcredit", pa.decimal128(38, 2), nullable=False),
+        pa.field("postings", pa.int64(), nullable=False),
+    ]
+)
 
 
 def sums_key(prefix: str, month: date) -> str:
@@ -86,14 +101,14 @@ def sums_key(prefix: str, month: date) -> str:
 
 @dataclass
 class Manifest:
-    month: str          # YYYY-MM-01
+    month: str  # YYYY-MM-01
     schema_version: int
     postings: int
     totaldebit: str
     totalcredit: str
-    partition: str      # the partition's name, which a restore gives it again
-    files: list[FileEntry] = field(default_factory=list)   # the postings, day by day
-    sums: FileEntry | None = None                          # the per account and day sums (SUMS_SCHEMA)
+    partition: str  # the partition's name, which a restore gives it again
+    files: list[FileEntry] = field(default_factory=list)  # the postings, day by day
+    sums: FileEntry | None = None  # the per account and day sums (SUMS_SCHEMA)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -49,6 +49,11 @@ class BodySizeLimit:
 
 async def _refuse(send) -> None:
     body = json.dumps({"code": Code.BODY_TOO_LARGE.value, "message": Code.BODY_TOO_LARGE.message}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -28,16 +28,15 @@ class _TracekeyFilter(logging.Filter):
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_TracekeyFilter(service))
-    handler.setFormatter(
-        JsonFormatter(
-            "{asctime}{levelname}{name}{message}{service}{tracekey}",
-            style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
-        )
+    formatter = JsonFormatter(
+        "{asctime}{levelname}{name}{message}{service}{tracekey}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
     # Timestamps in UTC, like everything else in FLOW.
-    handler.formatter.converter = time.gmtime
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -67,8 +67,9 @@ async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list
     """Applies what is missing and returns the names applied; raises MigrationError on drift. `ssl`:
     asyncpg's (flow_kit.tls.database_ssl)."""
     scripts = load_scripts(directory)
-    conn = await asyncpg.connect(asyncpg_dsn(database_url), server_settings={"timezone": "UTC"},
-                                 **({"ssl": ssl} if ssl is not None else {}))
+    conn = await asyncpg.connect(
+        asyncpg_dsn(database_url), server_settings={"timezone": "UTC"}, **({"ssl": ssl} if ssl is not None else {})
+    )
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         await conn.execute(
@@ -78,7 +79,9 @@ async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list
                    checksum  text        NOT NULL,
                    appliedat timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = {r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM public.flow_schema_script")}
+        applied = {
+            r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM public.flow_schema_script")
+        }
         known = {s.version for s in scripts}
         for version, row in applied.items():
             if version not in known:
@@ -86,7 +89,9 @@ async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list
         for script in scripts:
             row = applied.get(script.version)
             if row and row["checksum"] != script.checksum:
-                raise MigrationError(f"{script.name} was edited after it was applied (checksum differs); add a new script instead")
+                raise MigrationError(
+                    f"{script.name} was edited after it was applied (checksum differs); add a new script instead"
+                )
         done = []
         for script in scripts:
             if script.version in applied:
@@ -95,7 +100,9 @@ async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list
                 await conn.execute(script.sql)
                 await conn.execute(
                     "INSERT INTO public.flow_schema_script (version, name, checksum) VALUES ($1, $2, $3)",
-                    script.version, script.name, script.checksum,
+                    script.version,
+                    script.name,
+                    script.checksum,
                 )
             _log.info("applied schema script", extra={"script": script.name})
             done.append(script.name)
@@ -106,9 +113,12 @@ async def apply_migrations(database_url: str, directory: Path, ssl=None) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-migrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=os.environ.get("FLOW_DATABASE_URL"),
-                        help="postgresql+asyncpg://user@host:port/db; better in the environment as FLOW_DATABASE_URL, "
-                             "since a command line (and a password in it) is visible to every process")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("FLOW_DATABASE_URL"),
+        help="postgresql+asyncpg://user@host:port/db; better in the environment as FLOW_DATABASE_URL, "
+        "since a command line (and a password in it) is visible to every process",
+    )
     parser.add_argument("--sql-dir", type=Path, default=Path("sql"))
     tls.add_arguments(parser)
     args = parser.parse_args(argv)

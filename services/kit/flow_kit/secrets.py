@@ -51,16 +51,24 @@ class Credentials:
             data = json.loads(secret_string or "")
         except ValueError:
             raise SecretFormatError(f"secret {secret_id} is not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("username"), str) \
-                or not isinstance(data.get("password"), str):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("username"), str)
+            or not isinstance(data.get("password"), str)
+        ):
             raise SecretFormatError(f"secret {secret_id} lacks a username or a password")
         port = data.get("port")
         try:
             port = int(port) if port not in (None, "") else None
         except (TypeError, ValueError):
             raise SecretFormatError(f"secret {secret_id} has a port that is not a number") from None
-        return cls(username=data["username"], password=data["password"], host=data.get("host") or None,
-                   port=port, dbname=data.get("dbname") or None)
+        return cls(
+            username=data["username"],
+            password=data["password"],
+            host=data.get("host") or None,
+            port=port,
+            dbname=data.get("dbname") or None,
+        )
 
 
 class DatabaseCredentials:
@@ -70,8 +78,9 @@ class DatabaseCredentials:
     service). `fetches` counts the calls to Secrets Manager that answered.
     """
 
-    def __init__(self, settings: DatabaseSettings, clients: AwsClients | None = None, *,
-                 min_refresh_interval: float = 2.0) -> None:
+    def __init__(
+        self, settings: DatabaseSettings, clients: AwsClients | None = None, *, min_refresh_interval: float = 2.0
+    ) -> None:
         if not settings.database_secret_id:
             raise ValueError("database_secret_id is not set")
         self.secret_id = settings.database_secret_id
@@ -83,9 +92,10 @@ class DatabaseCredentials:
         self._lock = asyncio.Lock()
         self.fetches = 0
 
-    async def _fetch(self, reason: str) -> None:
+    async def _fetch(self, reason: str) -> Credentials:
         """Asks Secrets Manager; keeps the credentials in hand if it cannot answer (a stale password
-        is better than none while the secret store is away), raises if there are none yet."""
+        is better than none while the secret store is away), raises if there are none yet. Returns the
+        credentials in hand after it."""
         self._fetched_at = time.monotonic()
         try:
             async with self._clients.client("secretsmanager") as client:
@@ -94,23 +104,30 @@ class DatabaseCredentials:
         except Exception as exc:
             if self._credentials is None:
                 raise
-            _log.warning("database secret could not be read; keeping the credentials in hand",
-                         extra={"secret_id": self.secret_id, "reason": reason, "error": type(exc).__name__})
-            return
+            _log.warning(
+                "database secret could not be read; keeping the credentials in hand",
+                extra={"secret_id": self.secret_id, "reason": reason, "error": type(exc).__name__},
+            )
+            return self._credentials
         self.fetches += 1
         changed = self._credentials is not None and credentials != self._credentials
         self._credentials = credentials
         self._fetched_at = time.monotonic()
-        _log.info("database secret read", extra={"secret_id": self.secret_id, "reason": reason,
-                                                 "username": credentials.username, "changed": changed})
+        _log.info(
+            "database secret read",
+            extra={"secret_id": self.secret_id, "reason": reason, "username": credentials.username, "changed": changed},
+        )
+        return credentials
 
     async def current(self) -> Credentials:
         """The cached credentials, read again first when older than the refresh period."""
-        if self._credentials is None or time.monotonic() - self._fetched_at >= self._max_age:
+        credentials = self._credentials
+        if credentials is None or time.monotonic() - self._fetched_at >= self._max_age:
             async with self._lock:
-                if self._credentials is None or time.monotonic() - self._fetched_at >= self._max_age:
-                    await self._fetch("first use" if self._credentials is None else "refresh period")
-        return self._credentials
+                credentials = self._credentials
+                if credentials is None or time.monotonic() - self._fetched_at >= self._max_age:
+                    credentials = await self._fetch("first use" if credentials is None else "refresh period")
+        return credentials
 
     async def after_auth_failure(self, used: Credentials, failed_at: float) -> Credentials | None:
         """The server refused `used` (at monotonic time `failed_at`): newer credentials, or None

@@ -1,7 +1,7 @@
 """Starts a service: settings validated first (a bad one stops the process with a clear message),
 then JSON logging and traces (when OTEL_* asks for them), then uvicorn. With the argument `health` it
 asks the service running beside it for /healthz instead (the container image's HEALTHCHECK), on its
-health port when it has one.
+health port when it has one. `include_routes` puts the endpoint modules' routes on an app.
 
 With FLOW_<SERVICE>_HEALTH_PORT set, one uvicorn server listens on both ports and `asgi_app` sends
 each request by the port it came in on: /healthz, /readyz and /metrics on the health port only, the
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
@@ -21,7 +21,7 @@ from .logs import configure_logging
 from .settings import ServiceSettings
 from .tracing import configure_tracing, shutdown_tracing
 
-__all__ = ["asgi_app", "load_settings", "probe", "serve"]
+__all__ = ["asgi_app", "include_routes", "load_settings", "probe", "serve"]
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -39,8 +39,12 @@ def load_settings(service: str, settings_class: type[S]) -> S:
         sys.exit(2)
 
 
-def serve(service: str, settings_class: type[ServiceSettings], create_app: Callable[..., FastAPI],
-          *more_settings: type[BaseSettings]) -> None:
+def serve(
+    service: str,
+    settings_class: type[ServiceSettings],
+    create_app: Callable[..., FastAPI],
+    *more_settings: type[BaseSettings],
+) -> None:
     """`more_settings` are further settings classes (e.g. AuthSettings) handed to create_app after
     the service's own, validated the same way."""
     settings = load_settings(service, settings_class)
@@ -50,8 +54,13 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     configure_logging(service, settings.log_level)
     configure_tracing(service)
     try:
-        config = uvicorn.Config(asgi_app(create_app(settings, *extra)), host=settings.http_host,
-                                port=settings.http_port, log_config=None, timeout_graceful_shutdown=30)
+        config = uvicorn.Config(
+            asgi_app(create_app(settings, *extra)),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+        )
         sockets = None
         if settings.health_port is not None:
             health = uvicorn.Config(config.app, host=settings.http_host, port=settings.health_port, log_config=None)
@@ -59,6 +68,14 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
         uvicorn.Server(config).run(sockets=sockets)
     finally:
         shutdown_tracing()
+
+
+def include_routes(app: FastAPI, *routers: APIRouter) -> None:
+    """The routers' routes, on `app` itself. Not `app.include_router`: FastAPI keeps an included
+    router's routes behind one entry of the app's routes, and the TokenGate (flow_kit.auth) and the
+    access log look for a request's route among those entries, before the app routes it."""
+    for router in routers:
+        app.router.routes.extend(router.routes)
 
 
 def asgi_app(app: FastAPI):

@@ -35,7 +35,14 @@ def database_ssl(mode: str | None, rootcert: str | Path | None = None) -> ssl.SS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--database-sslmode and --database-sslrootcert (FLOW_DATABASE_SSLMODE, FLOW_DATABASE_SSLROOTCERT)
     of the commands that take --database-url (flow-migrate, the reconciliation)."""
-    parser.add_argument("--database-sslmode", choices=MODES, default=os.environ.get("FLOW_DATABASE_SSLMODE") or None,
-                        help="verify-full checks the server's certificate and host name (default: asyncpg's, prefer)")
-    parser.add_argument("--database-sslrootcert", default=os.environ.get("FLOW_DATABASE_SSLROOTCERT") or None,
-                        help="PEM CA bundle the server's certificate must chain to (verify-ca, verify-full)")
+    parser.add_argument(
+        "--database-sslmode",
+        choices=MODES,
+        default=os.environ.get("FLOW_DATABASE_SSLMODE") or None,
+        help="verify-full checks the server's certificate and host name (default: asyncpg's, prefer)",
+    )
+    parser.add_argument(
+        "--database-sslrootcert",
+        default=os.environ.get("FLOW_DATABASE_SSLROOTCERT") or None,
+        help="PEM CA bundle the server's certificate must chain to (verify-ca, verify-full)",
+    )

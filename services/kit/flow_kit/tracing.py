@@ -65,8 +65,15 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
-def record_posting_span(name: str, tracekey: UUID, start_ns: int, end_ns: int, attributes: dict,
-                        error: bool = False, links: list[Link] | None = None) -> None:
+def record_posting_span(
+    name: str,
+    tracekey: UUID,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict,
+    error: bool = False,
+    links: list[Link] | None = None,
+) -> None:
     """A finished span in `tracekey`'s trace: a root span, for a posting's work in one service."""
     global _tracekey
     _tracekey = tracekey  # read synchronously by start_span, below: no other task runs in between

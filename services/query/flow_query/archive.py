@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flow_kit import lake
-from flow_rules.codes import Code
 from flow_kit.errors import FlowError
+from flow_rules.codes import Code
 
 from .render import dumps
 
@@ -41,16 +41,20 @@ _log = logging.getLogger(__name__)
 
 ARCHIVED_MONTHS = """SELECT month, manifest_key, verifiedat FROM flow.archive_month
                      WHERE state = 'archived' AND month BETWEEN date_trunc('month', $1::date) AND $2::date"""
-ARCHIVED_MONTH = "SELECT month, manifest_key, verifiedat FROM flow.archive_month WHERE state = 'archived' AND month = $1"
+ARCHIVED_MONTH = (
+    "SELECT month, manifest_key, verifiedat FROM flow.archive_month WHERE state = 'archived' AND month = $1"
+)
 # Days of an account with postings (its day rows), and the balance at the end of the day before one.
 DAYS_WITH_LINES = """SELECT dateref FROM flow.balance WHERE branch = $1 AND account = $2 AND dateref BETWEEN $3 AND $4
                      ORDER BY dateref"""
 BALANCE_BEFORE = """SELECT accumulatedcredit - accumulateddebit AS balance FROM flow.balance
                     WHERE branch = $1 AND account = $2 AND dateref < $3 ORDER BY dateref DESC LIMIT 1"""
 OPENING_CLOSING = """SELECT coalesce((SELECT accumulatedcredit - accumulateddebit FROM flow.balance WHERE branch = $1
-                                     AND account = $2 AND dateref < $3 ORDER BY dateref DESC LIMIT 1), 0.00)::text AS opening,
+                                     AND account = $2 AND dateref < $3 ORDER BY dateref DESC LIMIT 1),
+                                     0.00)::text AS opening,
                             coalesce((SELECT accumulatedcredit - accumulateddebit FROM flow.balance WHERE branch = $1
-                                     AND account = $2 AND dateref <= $4 ORDER BY dateref DESC LIMIT 1), 0.00)::text AS closing"""
+                                     AND account = $2 AND dateref <= $4 ORDER BY dateref DESC LIMIT 1),
+                                     0.00)::text AS closing"""
 
 _LINE_COLUMNS = ["id", "dateref", "amount", "debitcredit", "eventcode", "description", "tracekey", "createdat"]
 
@@ -93,11 +97,24 @@ def utc_text(moment: datetime) -> str:
 
 def line_json(row: dict, balance: Decimal) -> str:
     """A statement line as PostgreSQL's row_to_json writes it in queries.STATEMENT_PAGE."""
-    return ("{" + ",".join(f"{dumps(k)}:{v}" for k, v in (
-        ("id", dumps(str(row["id"]))), ("dateref", dumps(row["dateref"].isoformat())), ("amount", dumps(str(row["amount"]))),
-        ("debitcredit", dumps(row["debitcredit"])), ("eventcode", dumps(row["eventcode"])),
-        ("description", dumps(row["description"])), ("tracekey", dumps(str(row["tracekey"]))),
-        ("createdat", dumps(utc_text(row["createdat"]))), ("balance", dumps(str(balance))))) + "}")
+    return (
+        "{"
+        + ",".join(
+            f"{dumps(k)}:{v}"
+            for k, v in (
+                ("id", dumps(str(row["id"]))),
+                ("dateref", dumps(row["dateref"].isoformat())),
+                ("amount", dumps(str(row["amount"]))),
+                ("debitcredit", dumps(row["debitcredit"])),
+                ("eventcode", dumps(row["eventcode"])),
+                ("description", dumps(row["description"])),
+                ("tracekey", dumps(str(row["tracekey"]))),
+                ("createdat", dumps(utc_text(row["createdat"]))),
+                ("balance", dumps(str(balance))),
+            )
+        )
+        + "}"
+    )
 
 
 class _Files:
@@ -136,30 +153,41 @@ class _Files:
 
 
 class ArchiveReader:
-    def __init__(self, s3, reader, bucket: str | None, prefix: str, cache_dir: Path, cache_bytes: int,
-                 index_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        s3,
+        reader,
+        bucket: str | None,
+        prefix: str,
+        cache_dir: Path,
+        cache_bytes: int,
+        index_bytes: int = 256 << 20,
+    ) -> None:
         self.reader, self.bucket, self.prefix = reader, bucket, prefix
         self.files = _Files(s3, bucket, cache_dir, cache_bytes) if bucket else None
         self._manifests: dict[tuple[date, datetime], lake.Manifest] = {}
         self._ids: OrderedDict[str, pa.Array] = OrderedDict()  # a file's ids (binary 16), for reads by id
         self._index_bytes = index_bytes
 
-    def _require(self) -> None:
+    def _require(self) -> _Files:
         if self.files is None:
             _log.error("an archived month was asked for and no archive is configured (FLOW_QUERY_ARCHIVE_BUCKET)")
             raise FlowError(Code.UNAVAILABLE, 503)
+        return self.files
 
     async def manifest(self, month: date, key: str, verifiedat: datetime) -> lake.Manifest:
-        self._require()
+        files = self._require()
         cached = self._manifests.get((month, verifiedat))
         if cached is None:
-            raw = await (await self.files.s3.get_object(Bucket=self.bucket, Key=key))["Body"].read()
+            raw = await (await files.s3.get_object(Bucket=self.bucket, Key=key))["Body"].read()
             cached = self._manifests[(month, verifiedat)] = lake.Manifest.from_json(raw)
         return cached
 
     async def archived_months(self, from_: date, to: date) -> dict[date, tuple]:
-        return {r["month"]: (r["manifest_key"], r["verifiedat"])
-                for r in await self.reader.fetch(ARCHIVED_MONTHS, from_, to)}
+        return {
+            r["month"]: (r["manifest_key"], r["verifiedat"])
+            for r in await self.reader.fetch(ARCHIVED_MONTHS, from_, to)
+        }
 
     async def _day_files(self, day: date, known: dict | None = None) -> list[lake.FileEntry]:
         month = _month_of(day)
@@ -175,8 +203,9 @@ class ArchiveReader:
     async def _read(self, entry: lake.FileEntry, read, *args):
         """`read(path, *args)` in a thread, on the file fetched if need be; once more if the cache let the
         file go between fetching and opening it."""
+        files = self._require()
         for attempt in (1, 2):
-            path = await self.files.path(entry)
+            path = await files.path(entry)
             try:
                 return await asyncio.to_thread(read, path, *args)
             except FileNotFoundError:
@@ -210,8 +239,9 @@ class ArchiveReader:
             rows += await self._read(entry, _account_rows, branch, account)
         return rows
 
-    async def statement_lines(self, branch: str, account: str, segment: Segment, after: tuple, want: int,
-                              known: dict) -> list[tuple[tuple, str]]:
+    async def statement_lines(
+        self, branch: str, account: str, segment: Segment, after: tuple, want: int, known: dict
+    ) -> list[tuple[tuple, str]]:
         """Up to `want` lines of an archived segment after the key `after`: (key, line JSON)."""
         self._require()
         lines: list[tuple[tuple, str]] = []
@@ -272,18 +302,30 @@ def _account_rows(path: Path, branch: str, account: str) -> list[dict]:
     whose branch and account statistics may hold it are read (files are sorted by branch, account)."""
     file = _parquet(path)
     branch_at, account_at = file.schema_arrow.get_field_index("branch"), file.schema_arrow.get_field_index("account")
-    groups = [g for g in range(file.num_row_groups)
-              if _may_hold(file.metadata.row_group(g).column(branch_at).statistics, branch)
-              and _may_hold(file.metadata.row_group(g).column(account_at).statistics, account)]
+    groups = [
+        g
+        for g in range(file.num_row_groups)
+        if _may_hold(file.metadata.row_group(g).column(branch_at).statistics, branch)
+        and _may_hold(file.metadata.row_group(g).column(account_at).statistics, account)
+    ]
     if not groups:
         return []
-    table = file.read_row_groups(groups, columns=_LINE_COLUMNS + ["branch", "account"])
+    table = file.read_row_groups(groups, columns=[*_LINE_COLUMNS, "branch", "account"])
     table = table.filter(pc.and_(pc.equal(table["branch"], branch), pc.equal(table["account"], account)))
     return table.select(_LINE_COLUMNS).to_pylist()
 
 
-async def statement_page(archive: ArchiveReader, branch: str, account: str, from_: date, to: date, limit: int,
-                         after: tuple, archived: dict, page_sql: str):
+async def statement_page(
+    archive: ArchiveReader,
+    branch: str,
+    account: str,
+    from_: date,
+    to: date,
+    limit: int,
+    after: tuple,
+    archived: dict,
+    page_sql: str,
+):
     """A statement page over a range that touches archived months, as queries.STATEMENT_PAGE would answer
     it were they still in the database: (items JSON, more, last line's key or None, opening, closing).
     The range is read segment by segment in date order, archived months from the archive and the rest

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from flow_rules.codes import Code
 from flow_kit.errors import FlowError
+from flow_rules.codes import Code
 
 __all__ = ["START", "CursorCodec"]
 
@@ -59,7 +59,8 @@ class CursorCodec:
         return f"{payload}.{self._mac(payload)}"
 
     def encode(self, dateref: date, createdat: datetime, id: UUID) -> str:
-        return self.sign(json.dumps([dateref.isoformat(), createdat.isoformat(), str(id)], separators=(",", ":")).encode())
+        position = [dateref.isoformat(), createdat.isoformat(), str(id)]
+        return self.sign(json.dumps(position, separators=(",", ":")).encode())
 
     def decode(self, cursor: str | None) -> tuple[date, datetime, UUID]:
         """The key a cursor holds, fully checked; R043 (422) for anything but a cursor this service wrote."""

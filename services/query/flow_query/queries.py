@@ -5,16 +5,27 @@ lines as JSON text built by PostgreSQL, formatted as the API's models write them
 strings, timestamps as UTC with a `Z`), so the service passes them on without decoding 100 rows.
 """
 
-__all__ = ["BALANCE_AT", "BALANCE_DAYS", "EVENT", "EVENTS", "OUTCOMES_BY_TRACEKEY", "OUTCOME_BY_ID", "STATEMENT_PAGE",
-           "TRANSACTION_BY_ID", "utc_text"]
+__all__ = [
+    "BALANCE_AT",
+    "BALANCE_DAYS",
+    "EVENT",
+    "EVENTS",
+    "OUTCOMES_BY_TRACEKEY",
+    "OUTCOME_BY_ID",
+    "STATEMENT_PAGE",
+    "TRANSACTION_BY_ID",
+    "utc_text",
+]
 
 
 def utc_text(column: str) -> str:
     """A timestamptz as the API writes it (pydantic's format): `2026-11-24T10:00:00.123456Z`, the
     fraction left out when it is zero."""
     utc = f"({column} AT TIME ZONE 'UTC')"
-    return (f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
-            f"""|| CASE WHEN date_trunc('second', {column}) = {column} THEN '' ELSE to_char({utc}, '.US') END || 'Z'""")
+    return (
+        f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
+        f"""|| CASE WHEN date_trunc('second', {column}) = {column} THEN '' ELSE to_char({utc}, '.US') END || 'Z'"""
+    )
 
 
 _TRANSACTION = """t.id, t.branch, t.account, t.amount, t.debitcredit, t.eventcode, t.description, t.tracekey,
@@ -26,13 +37,16 @@ TRANSACTION_BY_ID = f"""
     JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref  -- the dateref finds the partition
     WHERE o.id = $1"""
 
-OUTCOME_BY_ID = ("SELECT id, tracekey, code, createdat, callersub, callerclient, dateref, available, shortfall, breakday "
-                 "FROM flow.outcome WHERE id = $1")
+OUTCOME_BY_ID = (
+    "SELECT id, tracekey, code, createdat, callersub, callerclient, dateref, available, shortfall, "
+    "breakday FROM flow.outcome WHERE id = $1"
+)
 
-# Every posting carrying a tracekey, applied (with its content) or rejected.
+# Every posting carrying a tracekey, applied (with its content) or rejected (with a funds refusal's figures).
 OUTCOMES_BY_TRACEKEY = f"""
     SELECT o.id AS outcome_id, o.tracekey AS outcome_tracekey, o.code, o.createdat AS outcome_createdat,
-           o.callersub, o.callerclient, o.dateref AS outcome_dateref, {_TRANSACTION}
+           o.callersub, o.callerclient, o.dateref AS outcome_dateref, o.available AS outcome_available,
+           o.shortfall AS outcome_shortfall, o.breakday AS outcome_breakday, {_TRANSACTION}
     FROM flow.outcome o
     LEFT JOIN flow.transaction t ON t.id = o.id AND t.dateref = o.dateref
     WHERE o.tracekey = $1

@@ -13,11 +13,12 @@ from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
-from flow_rules.codes import Code
 from flow_kit.db import is_transient
 from flow_kit.errors import FlowError
+from flow_rules.codes import Code
 
 __all__ = ["Reader"]
 
@@ -50,7 +51,8 @@ class Reader:
 
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         # After a restart every pooled connection is dead: each attempt discards one.
-        attempts = self.engine.pool.size() + 1
+        pool = self.engine.pool
+        attempts = (pool.size() if isinstance(pool, QueuePool) else 0) + 1
         for attempt in range(1, attempts + 1):
             try:
                 return await self._once(work)
@@ -65,6 +67,9 @@ class Reader:
         # The pool's connection itself: SQLAlchemy's Connection around it would cost more than a read.
         pooled = await self.engine.raw_connection()
         driver = pooled.driver_connection
+        if driver is None:  # only a connection already invalidated has none
+            await greenlet_spawn(pooled.close)
+            raise ConnectionError("database connection closed")
         try:
             return await work(driver)
         except BaseException as exc:

@@ -14,9 +14,11 @@ from .reads import Reader
 
 __all__ = ["LAG_SQL", "REPLICA_LAG", "ReplicaLagging", "lag_check", "replica_lag_seconds"]
 
-REPLICA_LAG = Gauge("flow_query_replica_lag_seconds",
-                    "How far the database the query service reads from replays behind the primary, in seconds "
-                    "(0 on a primary or a replica that has replayed all it received); set by each readiness check")
+REPLICA_LAG = Gauge(
+    "flow_query_replica_lag_seconds",
+    "How far the database the query service reads from replays behind the primary, in seconds "
+    "(0 on a primary or a replica that has replayed all it received); set by each readiness check",
+)
 
 LAG_SQL = """
     SELECT CASE
@@ -32,7 +34,10 @@ class ReplicaLagging(RuntimeError):
 
 
 async def replica_lag_seconds(engine: AsyncEngine) -> float:
-    return float((await Reader(engine).fetchrow(_LAG))["lag"])
+    row = await Reader(engine).fetchrow(_LAG)
+    if row is None:  # the statement always answers one row
+        raise RuntimeError("the replica lag statement answered no row")
+    return float(row["lag"])
 
 
 def lag_check(engine: AsyncEngine, max_lag_seconds: float) -> Check:
@@ -42,7 +47,8 @@ def lag_check(engine: AsyncEngine, max_lag_seconds: float) -> Check:
         lag = await replica_lag_seconds(engine)
         REPLICA_LAG.set(lag)
         if lag > max_lag_seconds:
-            raise ReplicaLagging(f"replica replays {lag:.1f} s behind the primary "
-                                 f"(at most {max_lag_seconds:g} s allowed)")
+            raise ReplicaLagging(
+                f"replica replays {lag:.1f} s behind the primary (at most {max_lag_seconds:g} s allowed)"
+            )
 
     return check

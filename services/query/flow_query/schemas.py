@@ -9,8 +9,17 @@ from pydantic import BaseModel, Field
 
 from flow_rules.events import EventOut
 
-__all__ = ["BalanceAt", "BalanceDay", "BalanceDays", "CallerOut", "EventList", "Statement", "StatementLine",
-           "TransactionList", "TransactionOut"]
+__all__ = [
+    "BalanceAt",
+    "BalanceDay",
+    "BalanceDays",
+    "CallerOut",
+    "EventList",
+    "Statement",
+    "StatementLine",
+    "TransactionList",
+    "TransactionOut",
+]
 
 
 class CallerOut(BaseModel):
@@ -40,12 +49,18 @@ class TransactionOut(BaseModel):
     dateref: date | None = None
     acceptedat: datetime | None = None
     createdat: datetime = Field(description="When the engine handled it")
-    caller: CallerOut | None = Field(None, description="Who posted it; null when not recorded (authentication "
-                                                       "disabled, or posted before callers were recorded)")
+    caller: CallerOut | None = Field(
+        None,
+        description="Who posted it; null when not recorded (authentication "
+        "disabled, or posted before callers were recorded)",
+    )
     archived: bool = Field(False, description="Read from the archive (the data lake): its month has left the database")
     # A debit refused for funds (R028): the figures a program needs.
-    available: Decimal | None = Field(None, description="R028: the most the account could have been debited on "
-                                                        "the posting's dateref (balance + limit, lowest day)")
+    available: Decimal | None = Field(
+        None,
+        description="R028: the most the account could have been debited on "
+        "the posting's dateref (balance + limit, lowest day)",
+    )
     shortfall: Decimal | None = Field(None, description="R028: amount - available")
     breakday: date | None = Field(None, description="R028: the first day whose balance would have fallen below -limit")
 
@@ -96,6 +111,9 @@ class BalanceDays(BaseModel):
     items: list[BalanceDay]
 
 
+_Date = date  # for BalanceAt's fields after its field named `date`
+
+
 class BalanceAt(BaseModel):
     branch: str
     account: str
@@ -103,7 +121,7 @@ class BalanceAt(BaseModel):
     accumulateddebit: Decimal
     accumulatedcredit: Decimal
     balance: Decimal = Field(description="accumulatedcredit - accumulateddebit at the end of `date`")
-    lastmovement: date | None = Field(description="The last day on or before `date` with postings")
+    lastmovement: _Date | None = Field(description="The last day on or before `date` with postings")
 
 
 class EventList(BaseModel):

@@ -4,6 +4,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from flow_kit.settings import DatabaseSettings
+from flow_rules.limits import Configured
 
 __all__ = ["QuerySettings"]
 
@@ -32,3 +33,8 @@ class QuerySettings(DatabaseSettings):
         if key is not None and len(key.get_secret_value().encode()) < 32:
             raise ValueError("at least 32 characters")
         return key
+
+    @property
+    def configured(self) -> Configured:
+        """The limits set here that the message codes' texts state."""
+        return Configured(max_range_days=self.max_range_days)

@@ -1,36 +1,56 @@
 """What a posting is, shared by ingest (which accepts it) and the engine (which applies it)."""
 
-import hashlib
 import json
 import re
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints,
-                      WithJsonSchema)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .codes import Code
+from .limits import (
+    ACCOUNT_PATTERN,
+    AMOUNT_PATTERN,
+    BRANCH_PATTERN,
+    DATE_PATTERN,
+    MAX_AMOUNT_DIGITS,
+    MAX_DETAILS_DEPTH,
+    MAX_EVENTCODE,
+    MAX_TEXT,
+    TEXT_PATTERN,
+    UUID_PATTERN,
+    anchored,
+)
 
-__all__ = ["Account", "Amount", "Branch", "CanonicalUUID", "Caller", "DecimalInteger", "IsoDate", "JsonObject", "Text",
-           "PostingIn", "PostingMessage", "check_dateref", "fingerprint", "validation_code"]
+__all__ = [
+    "Account",
+    "Amount",
+    "Branch",
+    "CanonicalUUID",
+    "Caller",
+    "decimal_integer",
+    "IsoDate",
+    "JsonObject",
+    "Text",
+    "PostingIn",
+    "PostingMessage",
+    "validation_code",
+]
 
 # Every field takes exactly one JSON type, in one canonical form, and nothing is coerced (no number
 # read from a string or written as one, no bool as an int, no timestamp as a date): the rules of the
 # README's API section. Values FLOW itself builds in Python (UUID, date, Decimal objects) pass too.
-Branch = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9]{1,10}$")]
-Account = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9]{1,20}$")]
-# Free text PostgreSQL can store: no NUL characters.
-Text = Annotated[str, StringConstraints(strict=True, pattern=r"^[^\x00]*$")]
+Branch = Annotated[str, StringConstraints(strict=True, pattern=BRANCH_PATTERN)]
+Account = Annotated[str, StringConstraints(strict=True, pattern=ACCOUNT_PATTERN)]
+Text = Annotated[str, StringConstraints(strict=True, pattern=TEXT_PATTERN)]
 
-AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,12})\.[0-9]{2}$"
-_AMOUNT = re.compile(AMOUNT_PATTERN.replace("$", r"\Z"))
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_UUID = re.compile(UUID_PATTERN.replace("$", r"\Z"))
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_DATE = re.compile(DATE_PATTERN.replace("$", r"\Z"))
+_AMOUNT = re.compile(anchored(AMOUNT_PATTERN))
+_UUID = re.compile(anchored(UUID_PATTERN))
+_DATE = re.compile(anchored(DATE_PATTERN))
 _CENTS = Decimal("0.01")
 
 
@@ -42,7 +62,12 @@ def _amount(value: Any) -> Decimal:
         amount = Decimal(value)
         if amount > 0:
             return amount
-    elif type(value) is Decimal and value.is_finite() and 0 < value < 10 ** 13 and value == value.quantize(_CENTS):
+    elif (
+        type(value) is Decimal
+        and value.is_finite()
+        and 0 < value < 10**MAX_AMOUNT_DIGITS
+        and value == value.quantize(_CENTS)
+    ):
         return value.quantize(_CENTS)
     raise PydanticCustomError("amount_form", Code.INVALID_AMOUNT.message)
 
@@ -63,7 +88,6 @@ def _date_form(value: Any) -> Any:
     raise PydanticCustomError("date_form", "must be a calendar date as YYYY-MM-DD")
 
 
-MAX_DETAILS_DEPTH = 32
 _STRICT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # refuses NaN and infinities
 _MAX_DOUBLE = 1.7976931348623157e308
 _LONG_DIGITS = re.compile(r"[0-9]{309}")
@@ -85,8 +109,12 @@ def _nesting(value: Any, limit: int) -> bool:
         level += 1
         if level > limit:
             return False
-        here = [inner for outer in here for inner in (outer.values() if type(outer) is dict else outer)
-                if type(inner) in (dict, list)]
+        here = [
+            inner
+            for outer in here
+            for inner in (outer.values() if type(outer) is dict else outer)
+            if type(inner) in (dict, list)
+        ]
     return True
 
 
@@ -101,41 +129,55 @@ def _json_object(value: Any) -> dict[str, Any]:
         except (TypeError, ValueError, RecursionError):
             pass
         else:
-            if (len(text) < 2 * MAX_DETAILS_DEPTH or _nesting(value, MAX_DETAILS_DEPTH)) and \
-                    not (_LONG_DIGITS.search(text) and _huge_int(value)):
+            if (len(text) < 2 * MAX_DETAILS_DEPTH or _nesting(value, MAX_DETAILS_DEPTH)) and not (
+                _LONG_DIGITS.search(text) and _huge_int(value)
+            ):
                 return value
-    raise PydanticCustomError("json_object", "must be a JSON object of JSON values (no NaN, infinity or number beyond "
-                                             f"a double's range), nested at most {MAX_DETAILS_DEPTH} deep")
+    raise PydanticCustomError(
+        "json_object",
+        "must be a JSON object of JSON values (no NaN, infinity or number beyond "
+        f"a double's range), nested at most {MAX_DETAILS_DEPTH} deep",
+    )
 
 
 _DECIMAL_INTEGER = re.compile(r"(0|[1-9][0-9]{0,9})\Z")
 
 
-def DecimalInteger(low: int, high: int) -> Any:  # noqa: N802 (a type)
+def decimal_integer(low: int, high: int) -> tuple[PlainValidator, WithJsonSchema]:
     """A path or query parameter that is an integer from `low` to `high`, written in plain decimal
-    digits: no sign, blank, leading zero, underscore, exponent or fraction ("+5", " 5", "05", "5.0")."""
+    digits: no sign, blank, leading zero, underscore, exponent or fraction ("+5", " 5", "05", "5.0").
+    Its metadata, for `Annotated[int, *decimal_integer(1, 1000), Query()]`."""
 
     def check(value: Any) -> int:
         if type(value) is str and _DECIMAL_INTEGER.match(value):
             value = int(value)
         if type(value) is int and low <= value <= high:
             return value
-        raise PydanticCustomError("decimal_integer", "must be an integer from {low} to {high} in plain decimal digits",
-                                  {"low": low, "high": high})
+        raise PydanticCustomError(
+            "decimal_integer",
+            "must be an integer from {low} to {high} in plain decimal digits",
+            {"low": low, "high": high},
+        )
 
-    return Annotated[int, PlainValidator(check), WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})]
+    return PlainValidator(check), WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})
 
 
-Amount = Annotated[Decimal, PlainValidator(_amount),
-                   WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["150.25"]})]
-CanonicalUUID = Annotated[UUID, BeforeValidator(_uuid_form),
-                          WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN})]
-IsoDate = Annotated[date, BeforeValidator(_date_form),
-                    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]
-JsonObject = Annotated[dict[str, Any], PlainValidator(_json_object),
-                       WithJsonSchema({"type": "object", "additionalProperties": True})]
+Amount = Annotated[
+    Decimal,
+    PlainValidator(_amount),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["150.25"]}),
+]
+CanonicalUUID = Annotated[
+    UUID, BeforeValidator(_uuid_form), WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN})
+]
+IsoDate = Annotated[
+    date, BeforeValidator(_date_form), WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})
+]
+JsonObject = Annotated[
+    dict[str, Any], PlainValidator(_json_object), WithJsonSchema({"type": "object", "additionalProperties": True})
+]
 # What the queue carries (PostingMessage): numeric(15,2), as the engine (flow_engine.message) decodes it.
-_QueuedAmount = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2, allow_inf_nan=False)]
+_QueuedAmount = Annotated[Decimal, Field(gt=0, max_digits=MAX_AMOUNT_DIGITS + 2, decimal_places=2, allow_inf_nan=False)]
 
 
 class PostingIn(BaseModel):
@@ -148,10 +190,11 @@ class PostingIn(BaseModel):
     account: Account = Field(examples=["000123456"])
     amount: Amount
     debitcredit: Literal["D", "C"]
-    eventcode: int = Field(strict=True, gt=0, le=2_147_483_647)
-    description: Text | None = Field(None, max_length=200)
-    tracekey: CanonicalUUID | None = Field(None, description="Ties every record of one execution together; "
-                                                              "drawn when absent")
+    eventcode: int = Field(strict=True, gt=0, le=MAX_EVENTCODE)
+    description: Text | None = Field(None, max_length=MAX_TEXT)
+    tracekey: CanonicalUUID | None = Field(
+        None, description="Ties every record of one execution together; drawn when absent"
+    )
     details: JsonObject | None = Field(None, description="Extra data owned by the origin")
     dateref: IsoDate = Field(description="Reference date; retroactive up to the configured window")
 
@@ -176,11 +219,14 @@ class PostingMessage(PostingIn):
     id: UUID
     tracekey: UUID
     amount: _QueuedAmount
-    eventcode: int = Field(gt=0, le=2_147_483_647)
+    eventcode: int = Field(gt=0, le=MAX_EVENTCODE)
     details: dict[str, Any] | None = None
     dateref: date
     acceptedat: datetime
     caller: Caller | None = None  # not part of the fingerprint: a retry by another caller is the same posting
+    # The content's fingerprint (flow_rules.fingerprint), computed once, by ingest; absent in messages
+    # written before it travelled (the engine computes it for those).
+    fingerprint: UUID | None = None
 
 
 _LOCATIONS = {"body", "path", "query", "header"}
@@ -199,8 +245,9 @@ _FIELD_CODES = {
 }
 
 
-def validation_code(errors: list[dict], field_codes: dict[str, Code] = _FIELD_CODES,
-                    default: Code = Code.INVALID_BODY) -> Code:
+def validation_code(
+    errors: Sequence[Mapping[str, Any]], field_codes: dict[str, Code] = _FIELD_CODES, default: Code = Code.INVALID_BODY
+) -> Code:
     """The code for the first validation error (pydantic's error list, as FastAPI reports it)."""
     for error in errors:
         if error.get("type") == "extra_forbidden":
@@ -209,26 +256,3 @@ def validation_code(errors: list[dict], field_codes: dict[str, Code] = _FIELD_CO
         if fields and fields[0] in field_codes:
             return field_codes[fields[0]]
     return default
-
-
-def check_dateref(dateref: date, acceptedat: datetime, window_days: int) -> Code | None:
-    """The retroactive window, judged against when the posting was accepted (UTC days)."""
-    accepted_day = acceptedat.date()
-    if dateref > accepted_day:
-        return Code.DATEREF_IN_FUTURE
-    if dateref < accepted_day - timedelta(days=window_days):
-        return Code.DATEREF_TOO_OLD
-    return None
-
-
-def fingerprint(posting: PostingIn) -> UUID:
-    """The posting's content, hashed to 128 bits: tells a redelivery from an id reused for another
-    posting. tracekey and acceptedat are left out: a client retrying the same posting may draw new ones.
-    """
-    details = "" if posting.details is None else json.dumps(posting.details, sort_keys=True, separators=(",", ":"))
-    content = "\x1f".join((
-        posting.branch, posting.account, str(posting.amount.quantize(_CENTS)), posting.debitcredit,
-        str(posting.eventcode), "\x00" if posting.description is None else posting.description, details,
-        posting.dateref.isoformat(),
-    ))
-    return UUID(bytes=hashlib.blake2b(content.encode(), digest_size=16).digest())
