@@ -7,9 +7,10 @@ for a uniform load over 10,000 accounts and for one hot account:
       parsed from the queue's JSON and applied in one transaction);
   (c) plain COPY of the same rows into flow.transaction, no balance work (the ceiling);
 then reconciliation of (a) and (b), and the ratios b/a, b/c, hot/uniform, and the engine's peak RSS;
-then (b) again with every account registered in flow.account with an overdraft limit (--limit), so
-the engine judges each account's postings under its lock, printed beside (b) on accounts opened by
-their first posting (no row, no limit: today's loads);
+and, its runs alternating with (b)'s so the machine's noise falls on both alike, (b) again with every
+account registered in flow.account with an overdraft limit (--limit), so the engine judges each
+account's postings under its lock, printed beside (b) on accounts opened by their first posting (no
+row, no limit: today's loads);
 and where (b) and (c) spend CPU per posting: PostgreSQL's (the cluster's processes) and the engine's.
 Optionally (--e2e) the whole stack through LocalStack: sustained postings/s, and accept-to-callback
 latency at 70% of that rate (and, with --e2e-rates, at fixed rates of single-posting requests).
@@ -99,16 +100,23 @@ select id::text, tracekey::text from ins_trans
 
 def generate(count: int, accounts: int, seed: int) -> list[dict]:
     """Queue message bodies as ingest publishes them; 20% retroactive (1 to 7 days back)."""
+    from flow_rules.fingerprint import fingerprint
+    from flow_rules.posting import PostingIn
+
     rng = random.Random(seed)
     now = datetime.now(UTC)
     today = now.date()
-    return [{
+    bodies = [{
         "id": str(uuid.uuid4()), "tracekey": str(uuid.uuid4()), "branch": "0001",
         "account": f"{rng.randrange(accounts):09d}", "amount": f"{rng.randrange(1, 10**7) / 100:.2f}",
         "debitcredit": rng.choice("DC"), "eventcode": 1, "description": "bench", "details": {"n": n},
         "dateref": (today - timedelta(days=rng.randint(1, 7) if rng.random() < 0.2 else 0)).isoformat(),
         "acceptedat": now.isoformat(),
     } for n in range(count)]
+    for body in bodies:  # computed once by ingest, carried in the message
+        content = PostingIn.model_validate({k: v for k, v in body.items() if k not in ("id", "acceptedat")})
+        body["fingerprint"] = str(fingerprint(content))
+    return bodies
 
 
 async def fresh_database(server: str, name: str) -> str:
@@ -266,16 +274,21 @@ async def run_copy(url: str, bodies: list[dict]) -> float:
     return len(bodies) / elapsed
 
 
-async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args) -> dict:
+async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], accounts: int, args) -> dict:
     """The seed CTE once (time-boxed); the engine and COPY --repeat times each, on fresh databases,
-    alternating, reporting medians (the machine is shared and noisy), with their CPU per posting."""
+    alternating, reporting medians (the machine is shared and noisy), with their CPU per posting; and
+    the engine on registered accounts as often, each run beside one on accounts opened by their first
+    posting, first or second in turn (`registered`, see registered_run)."""
     server = cluster.url.rsplit("/", 1)[0]
     seed_url = await fresh_database(server, f"bench_{label}_seed")
     seed_rate, seed_applied, seed_deadlocks = await run_seed(seed_url, bodies)
     seed_wrong = await mismatches(seed_url)
     engine_rates, copy_rates, engine_wrong, rss = [], [], 0, 0
     engine_cpu, server_cpu, copy_server_cpu = [], [], []  # µs per posting
+    registered = []
     for n in range(args.repeat):
+        if n % 2:
+            registered.append(await registered_run(cluster, label, bodies, accounts, args, n))
         engine_url = await fresh_database(server, f"bench_{label}_engine_{n}")
         before = server_cpu_seconds(cluster)  # the engines' connecting is counted too: a few ms
         rate, peak, cpu = await asyncio.to_thread(run_engine, engine_url, bodies, args.processes, args.pollers,
@@ -286,6 +299,8 @@ async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args
         engine_rates.append(rate)
         rss = max(rss, peak)
         engine_wrong += await mismatches(engine_url)
+        if not n % 2:
+            registered.append(await registered_run(cluster, label, bodies, accounts, args, n))
         copy_url = await fresh_database(server, f"bench_{label}_copy_{n}")
         before = server_cpu_seconds(cluster)
         copy_rates.append(await run_copy(copy_url, bodies))
@@ -295,32 +310,32 @@ async def measure(cluster: PostgresCluster, label: str, bodies: list[dict], args
             "engine": statistics.median(engine_rates), "engine_runs": engine_rates, "engine_wrong": engine_wrong,
             "copy": statistics.median(copy_rates), "copy_runs": copy_rates, "rss": rss,
             "engine_cpu": statistics.median(engine_cpu), "server_cpu": statistics.median(server_cpu),
-            "copy_server_cpu": statistics.median(copy_server_cpu)}
+            "copy_server_cpu": statistics.median(copy_server_cpu),
+            "registered": {"engine": statistics.median(r for r, _, _ in registered),
+                           "engine_runs": [r for r, _, _ in registered],
+                           "refused": statistics.median(x for _, x, _ in registered),
+                           "engine_wrong": sum(w for _, _, w in registered)}}
 
 
-async def measure_registered(cluster: PostgresCluster, label: str, bodies: list[dict], accounts: int, args) -> dict:
-    """(b) on accounts registered with an overdraft limit: the median rate of --repeat runs, the share of
-    postings refused for funds (R028), and reconciliation."""
+async def registered_run(cluster: PostgresCluster, label: str, bodies: list[dict], accounts: int, args,
+                         n: int) -> tuple[float, float, int]:
+    """(b) once on accounts registered with an overdraft limit: its rate, the share of postings refused
+    for funds (R028), and reconciliation's mismatches."""
     server = cluster.url.rsplit("/", 1)[0]
-    rates, refused, wrong = [], [], 0
-    for n in range(args.repeat):
-        url = await fresh_database(server, f"bench_{label}_limits_{n}")
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        await conn.execute(
-            """INSERT INTO flow.account (branch, account, overdraftlimit, tracekey, updatetracekey)
-               SELECT '0001', lpad(n::text, 9, '0'), $1, gen_random_uuid(), gen_random_uuid()
-               FROM generate_series(0, $2 - 1) AS n""", Decimal(args.limit), accounts)
-        await conn.execute("ANALYZE flow.account")
-        await conn.close()
-        rate, _, _ = await asyncio.to_thread(run_engine, url, bodies, args.processes, args.pollers, args.batch)
-        await backends_gone(url)
-        rates.append(rate)
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        refused.append(await conn.fetchval("SELECT count(*) FROM flow.outcome WHERE code = 'R028'") / len(bodies))
-        await conn.close()
-        wrong += await mismatches(url)
-    return {"engine": statistics.median(rates), "engine_runs": rates, "refused": statistics.median(refused),
-            "engine_wrong": wrong}
+    url = await fresh_database(server, f"bench_{label}_limits_{n}")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    await conn.execute(
+        """INSERT INTO flow.account (branch, account, overdraftlimit, tracekey, updatetracekey)
+           SELECT '0001', lpad(n::text, 9, '0'), $1, gen_random_uuid(), gen_random_uuid()
+           FROM generate_series(0, $2 - 1) AS n""", Decimal(args.limit), accounts)
+    await conn.execute("ANALYZE flow.account")
+    await conn.close()
+    rate, _, _ = await asyncio.to_thread(run_engine, url, bodies, args.processes, args.pollers, args.batch)
+    await backends_gone(url)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    refused = await conn.fetchval("SELECT count(*) FROM flow.outcome WHERE code = 'R028'") / len(bodies)
+    await conn.close()
+    return rate, refused, await mismatches(url)
 
 
 async def end_to_end(count: int, rates: list[float]) -> dict:
@@ -440,13 +455,10 @@ async def main() -> None:
     cluster.start()
     try:
         results = {
-            "uniform": await measure(cluster, "uniform", generate(args.postings, 10_000, 1), args),
-            "hot": await measure(cluster, "hot", generate(args.postings, 1, 2), args),
+            "uniform": await measure(cluster, "uniform", generate(args.postings, 10_000, 1), 10_000, args),
+            "hot": await measure(cluster, "hot", generate(args.postings, 1, 2), 1, args),
         }
-        registered = {
-            "uniform": await measure_registered(cluster, "uniform", generate(args.postings, 10_000, 1), 10_000, args),
-            "hot": await measure_registered(cluster, "hot", generate(args.postings, 1, 2), 1, args),
-        }
+        registered = {label: r.pop("registered") for label, r in results.items()}
     finally:
         cluster.stop()
         shutil.rmtree(state, ignore_errors=True)

@@ -42,6 +42,63 @@ CREATE EXTENSION IF NOT EXISTS pg_partman WITH SCHEMA partman;
 COMMENT ON EXTENSION pg_partman IS 'Extension to manage partitioned tables by time or ID';
 
 --
+-- Name: audit_account_change(); Type: FUNCTION; Schema: flow; Owner: -
+--
+
+CREATE FUNCTION flow.audit_account_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    fields  CONSTANT text[] := ARRAY['status', 'blockdebit', 'blockcredit', 'overdraftlimit', 'holder'];
+    old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+    new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    any_row jsonb := coalesce(new_row, old_row);
+    kind    text := CASE TG_OP WHEN 'INSERT' THEN 'open' WHEN 'DELETE' THEN 'delete'
+                    ELSE coalesce(nullif(current_setting('flow.account_change', true), ''), 'update') END;
+    was     jsonb;
+    became  jsonb;
+BEGIN
+    SELECT jsonb_object_agg(field, old_row -> field), jsonb_object_agg(field, new_row -> field)
+    INTO was, became
+    FROM unnest(fields) AS field
+    WHERE TG_OP <> 'UPDATE' OR (old_row -> field) IS DISTINCT FROM (new_row -> field);
+    INSERT INTO flow.account_audit (branch, account, change, callersub, callerclient, tracekey, reason, before, after)
+    VALUES (any_row ->> 'branch',
+            any_row ->> 'account',
+            kind,
+            nullif(current_setting('flow.caller_sub', true), ''),
+            nullif(current_setting('flow.caller_client', true), ''),
+            CASE WHEN TG_OP <> 'DELETE' THEN (new_row ->> 'updatetracekey')::uuid END,
+            CASE WHEN TG_OP = 'INSERT' OR kind IN ('block', 'unblock', 'close')
+                      OR (TG_OP = 'UPDATE' AND (old_row -> 'reason') IS DISTINCT FROM (new_row -> 'reason'))
+                 THEN new_row ->> 'reason' END,
+            CASE WHEN TG_OP <> 'INSERT' THEN coalesce(was, '{}') END,
+            CASE WHEN TG_OP <> 'DELETE' THEN coalesce(became, '{}') END);
+    RETURN NULL;
+END $$;
+
+--
+-- Name: audit_account_truncate(); Type: FUNCTION; Schema: flow; Owner: -
+--
+
+CREATE FUNCTION flow.audit_account_truncate() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO flow.account_audit (branch, account, change, callersub, callerclient, before)
+    SELECT a.branch, a.account, 'delete',
+           nullif(current_setting('flow.caller_sub', true), ''),
+           nullif(current_setting('flow.caller_client', true), ''),
+           jsonb_build_object('status', a.status, 'blockdebit', a.blockdebit, 'blockcredit', a.blockcredit,
+                              'overdraftlimit', a.overdraftlimit, 'holder', a.holder)
+    FROM flow.account a
+    ORDER BY a.branch, a.account;
+    RETURN NULL;
+END $$;
+
+--
 -- Name: audit_event_change(); Type: FUNCTION; Schema: flow; Owner: -
 --
 
@@ -56,6 +113,19 @@ BEGIN
             nullif(current_setting('flow.caller_client', true), ''),
             CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END,
             to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+
+--
+-- Name: count_registry_change(); Type: FUNCTION; Schema: flow; Owner: -
+--
+
+CREATE FUNCTION flow.count_registry_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE flow.registry_version SET version = version + 1;
     RETURN NULL;
 END $$;
 
@@ -136,6 +206,19 @@ BEGIN
     ELSE
         PERFORM flow.create_transaction_partitions((date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date, 5);
     END IF;
+END $$;
+
+--
+-- Name: refuse_account_audit_rewrite(); Type: FUNCTION; Schema: flow; Owner: -
+--
+
+CREATE FUNCTION flow.refuse_account_audit_rewrite() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'flow.account_audit is append-only: its rows are never changed nor removed'
+        USING ERRCODE = 'insufficient_privilege';
 END $$;
 
 --
@@ -289,6 +372,42 @@ CREATE TABLE flow.account (
 );
 
 --
+-- Name: account_audit; Type: TABLE; Schema: flow; Owner: -
+--
+
+CREATE TABLE flow.account_audit (
+    id bigint NOT NULL,
+    branch text NOT NULL,
+    account text NOT NULL,
+    change text NOT NULL,
+    changedat timestamp with time zone DEFAULT now() NOT NULL,
+    callersub text,
+    callerclient text,
+    tracekey uuid,
+    reason text,
+    before jsonb,
+    after jsonb,
+    CONSTRAINT account_audit_change_check CHECK ((change = ANY (ARRAY['open'::text, 'change'::text, 'block'::text, 'unblock'::text, 'close'::text, 'update'::text, 'delete'::text])))
+);
+
+--
+-- Name: account_audit_id_seq; Type: SEQUENCE; Schema: flow; Owner: -
+--
+
+CREATE SEQUENCE flow.account_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: account_audit_id_seq; Type: SEQUENCE OWNED BY; Schema: flow; Owner: -
+--
+
+ALTER SEQUENCE flow.account_audit_id_seq OWNED BY flow.account_audit.id;
+
+--
 -- Name: archive_month; Type: TABLE; Schema: flow; Owner: -
 --
 
@@ -351,7 +470,6 @@ CREATE TABLE flow.archived_day (
 --
 
 CREATE TABLE flow.balance (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
     branch text NOT NULL,
     account text NOT NULL,
     dateref date NOT NULL,
@@ -379,7 +497,9 @@ CREATE TABLE flow.callback_outbox (
     tracekeys uuid[] NOT NULL,
     codes text[] NOT NULL,
     balances numeric(38,2)[],
-    availables numeric(38,2)[]
+    availables numeric(38,2)[],
+    CONSTRAINT callback_outbox_one_per_applied CHECK ((((balances IS NULL) OR (cardinality(balances) = cardinality(array_positions(codes, 'R000'::text)))) AND ((availables IS NULL) OR ((balances IS NOT NULL) AND (cardinality(availables) = cardinality(balances)))))),
+    CONSTRAINT callback_outbox_one_per_outcome CHECK (((cardinality(tracekeys) = cardinality(ids)) AND (cardinality(codes) = cardinality(ids)) AND (array_position(ids, NULL::uuid) IS NULL) AND (array_position(tracekeys, NULL::uuid) IS NULL) AND (array_position(codes, NULL::text) IS NULL)))
 );
 ALTER TABLE ONLY flow.callback_outbox ALTER COLUMN balances SET STORAGE EXTERNAL;
 ALTER TABLE ONLY flow.callback_outbox ALTER COLUMN availables SET STORAGE EXTERNAL;
@@ -476,7 +596,19 @@ CREATE TABLE flow.outcome (
     callerclient text,
     available numeric(38,2),
     shortfall numeric(38,2),
-    breakday date
+    breakday date,
+    CONSTRAINT outcome_code_format CHECK ((code ~ '^R[0-9]{3}$'::text)),
+    CONSTRAINT outcome_dateref_present CHECK ((dateref IS NOT NULL))
+);
+
+--
+-- Name: registry_version; Type: TABLE; Schema: flow; Owner: -
+--
+
+CREATE TABLE flow.registry_version (
+    one boolean DEFAULT true NOT NULL,
+    version bigint NOT NULL,
+    CONSTRAINT registry_version_one_row CHECK (one)
 );
 
 --
@@ -575,6 +707,12 @@ CREATE TABLE public.flow_schema_script (
 ALTER TABLE ONLY flow.transaction ATTACH PARTITION flow.transaction_default DEFAULT;
 
 --
+-- Name: account_audit id; Type: DEFAULT; Schema: flow; Owner: -
+--
+
+ALTER TABLE ONLY flow.account_audit ALTER COLUMN id SET DEFAULT nextval('flow.account_audit_id_seq'::regclass);
+
+--
 -- Name: event code; Type: DEFAULT; Schema: flow; Owner: -
 --
 
@@ -585,6 +723,13 @@ ALTER TABLE ONLY flow.event ALTER COLUMN code SET DEFAULT nextval('flow.event_co
 --
 
 ALTER TABLE ONLY flow.event_audit ALTER COLUMN id SET DEFAULT nextval('flow.event_audit_id_seq'::regclass);
+
+--
+-- Name: account_audit account_audit_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
+--
+
+ALTER TABLE ONLY flow.account_audit
+    ADD CONSTRAINT account_audit_pkey PRIMARY KEY (id);
 
 --
 -- Name: account account_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
@@ -615,18 +760,11 @@ ALTER TABLE ONLY flow.archived_day
     ADD CONSTRAINT archived_day_pkey PRIMARY KEY (branch, account, dateref);
 
 --
--- Name: balance balance_account_day_key; Type: CONSTRAINT; Schema: flow; Owner: -
---
-
-ALTER TABLE ONLY flow.balance
-    ADD CONSTRAINT balance_account_day_key UNIQUE (branch, account, dateref);
-
---
 -- Name: balance balance_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
 --
 
 ALTER TABLE ONLY flow.balance
-    ADD CONSTRAINT balance_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT balance_pkey PRIMARY KEY (branch, account, dateref);
 
 --
 -- Name: callback_outbox callback_outbox_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
@@ -657,6 +795,13 @@ ALTER TABLE ONLY flow.outcome
     ADD CONSTRAINT outcome_pkey PRIMARY KEY (id);
 
 --
+-- Name: registry_version registry_version_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
+--
+
+ALTER TABLE ONLY flow.registry_version
+    ADD CONSTRAINT registry_version_pkey PRIMARY KEY (one);
+
+--
 -- Name: request request_pkey; Type: CONSTRAINT; Schema: flow; Owner: -
 --
 
@@ -683,6 +828,12 @@ ALTER TABLE ONLY flow.transaction_default
 
 ALTER TABLE ONLY public.flow_schema_script
     ADD CONSTRAINT flow_schema_script_pkey PRIMARY KEY (version);
+
+--
+-- Name: account_audit_account_idx; Type: INDEX; Schema: flow; Owner: -
+--
+
+CREATE INDEX account_audit_account_idx ON flow.account_audit USING btree (branch, account, id);
 
 --
 -- Name: event_audit_code_idx; Type: INDEX; Schema: flow; Owner: -
@@ -727,6 +878,36 @@ ALTER INDEX flow.transaction_account_dateref_idx ATTACH PARTITION flow.transacti
 ALTER INDEX flow.transaction_pkey ATTACH PARTITION flow.transaction_default_pkey;
 
 --
+-- Name: account_audit account_audit_never_rewritten; Type: TRIGGER; Schema: flow; Owner: -
+--
+
+CREATE TRIGGER account_audit_never_rewritten BEFORE DELETE OR UPDATE ON flow.account_audit FOR EACH ROW EXECUTE FUNCTION flow.refuse_account_audit_rewrite();
+
+--
+-- Name: account_audit account_audit_never_truncated; Type: TRIGGER; Schema: flow; Owner: -
+--
+
+CREATE TRIGGER account_audit_never_truncated BEFORE TRUNCATE ON flow.account_audit FOR EACH STATEMENT EXECUTE FUNCTION flow.refuse_account_audit_rewrite();
+
+--
+-- Name: account account_audited; Type: TRIGGER; Schema: flow; Owner: -
+--
+
+CREATE TRIGGER account_audited AFTER INSERT OR DELETE OR UPDATE ON flow.account FOR EACH ROW EXECUTE FUNCTION flow.audit_account_change();
+
+--
+-- Name: account account_changes_counted; Type: TRIGGER; Schema: flow; Owner: -
+--
+
+CREATE TRIGGER account_changes_counted AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON flow.account FOR EACH STATEMENT EXECUTE FUNCTION flow.count_registry_change();
+
+--
+-- Name: account account_truncate_audited; Type: TRIGGER; Schema: flow; Owner: -
+--
+
+CREATE TRIGGER account_truncate_audited BEFORE TRUNCATE ON flow.account FOR EACH STATEMENT EXECUTE FUNCTION flow.audit_account_truncate();
+
+--
 -- Name: event_audit event_audit_never_rewritten; Type: TRIGGER; Schema: flow; Owner: -
 --
 
@@ -763,10 +944,28 @@ CREATE TRIGGER event_never_truncated BEFORE TRUNCATE ON flow.event FOR EACH STAT
 CREATE TRIGGER event_touch_updatedat BEFORE UPDATE ON flow.event FOR EACH ROW EXECUTE FUNCTION flow.touch_updatedat();
 
 --
+-- Name: FUNCTION audit_account_change(); Type: ACL; Schema: flow; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flow.audit_account_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION audit_account_truncate(); Type: ACL; Schema: flow; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flow.audit_account_truncate() FROM PUBLIC;
+
+--
 -- Name: FUNCTION audit_event_change(); Type: ACL; Schema: flow; Owner: -
 --
 
 REVOKE ALL ON FUNCTION flow.audit_event_change() FROM PUBLIC;
+
+--
+-- Name: FUNCTION count_registry_change(); Type: ACL; Schema: flow; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flow.count_registry_change() FROM PUBLIC;
 
 --
 -- Name: FUNCTION drop_archived_month(month date); Type: ACL; Schema: flow; Owner: -

@@ -15,14 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from flow_engine.apply import apply_batch
-from flow_engine.reconcile import find_mismatches
 from flow_engine.relay import claimed_outcomes
 from flow_ingest.accounts import AccountRegistry
 from flow_rules.accounts import account_lock_key
 from flow_rules.codes import Code
 from flow_kit.db import create_engine, is_transient
 from flow_kit.errors import FlowError
-from tests.engine_helpers import TODAY, balance_rows, expected_rows, posting, transaction_ids
+from tests.engine_helpers import TODAY, assert_matches_reference, balance_rows, posting, transaction_ids
 from tests.reference import Posted, ReferenceAccounts, Registered
 
 D = Decimal
@@ -266,10 +265,7 @@ def test_accounts_in_any_batch_split_match_the_reference(fresh_database, steps, 
                 batch.append(message)
             await flush()
             assert got == want
-            async with engine.connect() as conn:
-                assert await find_mismatches(conn, branch=branch) == []
-            assert await balance_rows(engine, branch) == expected_rows(model.ledger)
-            assert await transaction_ids(engine, branch) == sorted(model.ledger.postings)
+            await assert_matches_reference(engine, model.ledger, branch)
         finally:
             await engine.dispose()
 
@@ -319,8 +315,6 @@ async def test_parallel_appliers_on_a_hot_limited_account_decide_as_the_model(fr
                 assert outcome.code.value == code, (message, code)
                 refused += code == "R028"
         assert refused > 50  # the limit really was in play
-        assert await balance_rows(db, branch) == expected_rows(model.ledger)
-        async with db.connect() as conn:
-            assert await find_mismatches(conn, branch=branch) == []
+        await assert_matches_reference(db, model.ledger, branch)
     finally:
         await db.dispose()

@@ -2,12 +2,15 @@
 rule and its code in the callback and the query answer, the figures clients read, and the account as
 query answers it."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+
+from flow_rules.codes import Code
+from tests.waiting import wait_until_async
+from tools.devstack.processes import free_port, stop
 
 TODAY = datetime.now(UTC).date().isoformat()
 
@@ -23,7 +26,7 @@ async def _post_all(http, ingest_url: str, callbacks, postings: list[dict]) -> l
         accepted = await http.post(f"{ingest_url}/v1/transactions", json=posting)
         assert accepted.status_code == 202, accepted.text
         seen = await callbacks.collect({posting["tracekey"]}, timeout=60)
-        assert seen, posting
+        assert posting["tracekey"] in seen, posting
     return [callbacks_for(callbacks, p["tracekey"]) for p in postings]
 
 
@@ -33,12 +36,11 @@ def callbacks_for(callbacks, tracekey: str) -> dict:
 
 async def _account(http, query_url: str, branch: str, account: str, balance: str) -> dict:
     """The account as query answers it, once the replica has the balance expected."""
-    for _ in range(100):
-        answer = await http.get(f"{query_url}/v1/accounts/{branch}/{account}")
-        if answer.status_code == 200 and answer.json()["balance"] == balance:
-            return answer.json()
-        await asyncio.sleep(0.1)
-    raise AssertionError(answer.text)
+    answer = await wait_until_async(lambda: http.get(f"{query_url}/v1/accounts/{branch}/{account}"),
+                                    f"{branch}/{account} with balance {balance}", 10, interval=0.1,
+                                    holds=lambda a: a.status_code == 200 and a.json()["balance"] == balance,
+                                    describe=lambda a: a.text)
+    return answer.json()
 
 
 async def test_an_account_with_a_limit_through_the_apis(ingest_url, query_url, http, callbacks):
@@ -65,6 +67,12 @@ async def test_an_account_with_a_limit_through_the_apis(ingest_url, query_url, h
     refused = (await http.get(f"{query_url}/v1/transactions/{answers[1]['id']}")).json()
     assert (refused["code"], refused["available"], refused["shortfall"], refused["breakday"]) == \
         ("R028", "150.00", "0.01", TODAY)
+    # Read by its tracekey, the refusal carries the same figures: the same answer as by id.
+    by_tracekey = await http.get(f"{query_url}/v1/transactions", params={"tracekey": too_much["tracekey"]})
+    assert by_tracekey.status_code == 200 and by_tracekey.json()["items"] == [refused], by_tracekey.text
+    applied = await http.get(f"{query_url}/v1/transactions", params={"tracekey": credit["tracekey"]})
+    assert [(i["code"], i["available"], i["shortfall"], i["breakday"]) for i in applied.json()["items"]] == \
+        [("R000", None, None, None)]
 
     # A forced debit (the demo's court order, event 5) passes the limit.
     [forced] = await _post_all(http, ingest_url, callbacks, [_posting(branch, account, "25.00", "D", eventcode=5)])
@@ -121,10 +129,127 @@ async def test_an_account_opened_by_its_first_posting_and_unknown_ones(ingest_ur
     assert (debit["code"], debit["balance"], debit["available"]) == ("R000", "-7.00", None)
     read = await _account(http, query_url, branch, account, "-7.00")
     assert (read["registered"], read["status"], read["limit"], read["createdat"]) == (False, "active", None, None)
+    # The engine opened it without writing the registry: nothing in its trail.
+    unaudited = await http.get(f"{query_url}/v1/accounts/{branch}/{account}/history")
+    assert (unaudited.status_code, unaudited.json()["items"]) == (200, []), unaudited.text
     limited = await http.patch(f"{ingest_url}/v1/accounts/{branch}/{account}", json={"limit": "0.00"})
     assert (limited.status_code, limited.json()["limit"]) == (200, "0.00")
+    # Registered as it was (no limit), then changed: two entries, both the admin's.
+    trail = await _history(http, query_url, branch, account, 2)
+    assert [(c["change"], c["before"], c["after"]) for c in trail] == [
+        ("open", None, {"status": "active", "blockdebit": False, "blockcredit": False, "limit": None, "holder": None}),
+        ("change", {"limit": None}, {"limit": "0.00"})]
+    assert (trail[0]["tracekey"], trail[1]["tracekey"]) == (limited.json()["tracekey"],
+                                                            limited.json()["updatetracekey"])
     [refused] = await _post_all(http, ingest_url, callbacks, [_posting(branch, account, "0.01", "D")])
     assert (refused["code"], refused["available"], refused["shortfall"]) == ("R028", "-7.00", "7.01")
+
+
+async def _history(http, query_url: str, branch: str, account: str, changes: int) -> list[dict]:
+    """The account's trail as query answers it, once the replica has its `changes` entries."""
+    answer = await wait_until_async(lambda: http.get(f"{query_url}/v1/accounts/{branch}/{account}/history"),
+                                    f"{branch}/{account} with {changes} changes", 10, interval=0.1,
+                                    holds=lambda a: a.status_code == 200 and len(a.json()["items"]) == changes,
+                                    describe=lambda a: a.text)
+    assert answer.json()["next_cursor"] is None
+    return answer.json()["items"]
+
+
+async def test_every_registry_change_is_audited_with_who_when_what_and_why(stack, ingest_url, query_url, http):
+    branch, account = f"B{uuid.uuid4().hex[:6]}", "000000006"
+    url = f"{ingest_url}/v1/accounts/{branch}/{account}"
+    answers = [await http.post(f"{ingest_url}/v1/accounts", json={"branch": branch, "account": account,
+                                                                   "limit": "100.00", "holder": "H-9"}),
+               await http.patch(url, json={"limit": "250.00"}),
+               await http.patch(url, json={"holder": "H-10"}),
+               await http.post(f"{url}/block", json={"debits": True, "credits": False, "reason": "fraud review"}),
+               await http.post(f"{url}/unblock", json={"reason": "cleared"}),
+               await http.post(f"{url}/close", json={"reason": "left"})]
+    assert [a.status_code for a in answers] == [201, 200, 200, 200, 200, 200], [a.text for a in answers]
+    refused = await http.post(f"{url}/close", json={"reason": "again"})  # refused: changes nothing
+    assert (refused.status_code, refused.json()["code"]) == (409, "R084")
+
+    trail = await _history(http, query_url, branch, account, 6)
+    assert [(c["change"], c["reason"], c["before"], c["after"]) for c in trail] == [
+        ("open", None, None,
+         {"status": "active", "blockdebit": False, "blockcredit": False, "limit": "100.00", "holder": "H-9"}),
+        ("change", None, {"limit": "100.00"}, {"limit": "250.00"}),
+        ("change", None, {"holder": "H-9"}, {"holder": "H-10"}),
+        ("block", "fraud review", {"status": "active", "blockdebit": False}, {"status": "blocked", "blockdebit": True}),
+        ("unblock", "cleared", {"status": "blocked", "blockdebit": True}, {"status": "active", "blockdebit": False}),
+        ("close", "left", {"status": "active"}, {"status": "closed"})]
+    admin = {"sub": stack.issuer.client_id, "client": stack.issuer.client_id}
+    assert all(c["caller"] == admin for c in trail)
+    assert [c["tracekey"] for c in trail] == [answers[0].json()["tracekey"]] + \
+        [a.json()["updatetracekey"] for a in answers[1:]]
+    assert [c["changedat"] for c in trail] == sorted(c["changedat"] for c in trail)
+    assert trail[-1]["changedat"] == answers[-1].json()["updatedat"]
+
+    # A page at a time: the same trail.
+    pages, cursor = [], None
+    while True:
+        page = (await http.get(f"{query_url}/v1/accounts/{branch}/{account}/history",
+                               params={"limit": 4, **({"cursor": cursor} if cursor else {})})).json()
+        pages.append(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [4, 2] and [c for p in pages for c in p] == trail
+    for bad in ("nope", trail[0]["tracekey"], pages[0][0]["tracekey"] + ".x"):
+        answer = await http.get(f"{query_url}/v1/accounts/{branch}/{account}/history", params={"cursor": bad})
+        assert (answer.status_code, answer.json()["code"]) == (422, "R043"), answer.text
+
+
+@pytest.fixture
+def rejecting_engine(stack):
+    """For the test, an engine with FLOW_ENGINE_UNKNOWN_ACCOUNTS=reject in place of the stack's (which
+    refuse nothing for it): the queue drained and the stack's engines stopped first, restarted after
+    the test, however it ends."""
+    stack.drain()
+    ports = [stack.config.engine_port] + [free_port() for _ in stack.engines[1:]]
+    for proc in list(stack.engines):
+        stack.engines.remove(proc)
+        stop(proc)
+    settings = stack.config.engine_settings
+    rejecting = None
+    try:
+        stack.config.engine_settings = {**settings, "UNKNOWN_ACCOUNTS": "reject"}
+        try:
+            rejecting = stack.start_engine(free_port())
+        finally:
+            stack.config.engine_settings = settings
+        yield rejecting
+    finally:
+        if rejecting is not None:
+            stack.engines.remove(rejecting)
+            stop(rejecting)
+        for port in ports:
+            stack.start_engine(port)
+
+
+async def test_unknown_accounts_refused_r029_through_the_apis(rejecting_engine, ingest_url, query_url, http,
+                                                              callbacks):
+    branch = f"B{uuid.uuid4().hex[:6]}"
+    registered, unknown = "000000004", "000000005"
+    assert (await http.post(f"{ingest_url}/v1/accounts", json={"branch": branch, "account": registered,
+                                                                "limit": None})).status_code == 201
+    postings = [_posting(branch, registered, "5.00", "C"), _posting(branch, unknown, "5.00", "C")]
+    applied, refused = await _post_all(http, ingest_url, callbacks, postings)
+    assert (applied["status"], applied["code"], applied["balance"]) == ("applied", "R000", "5.00")
+    assert (refused["status"], refused["code"], refused["message"]) == \
+        ("rejected", "R029", Code.ACCOUNT_UNKNOWN.message)
+
+    read = await wait_until_async(lambda: http.get(f"{query_url}/v1/transactions/{refused['id']}"),
+                                  "the refusal on the replica", 10, interval=0.1,
+                                  holds=lambda a: a.status_code == 200, describe=lambda a: a.text)
+    assert (read.json()["status"], read.json()["code"], read.json()["message"], read.json()["tracekey"]) == \
+        ("rejected", "R029", Code.ACCOUNT_UNKNOWN.message, postings[1]["tracekey"])
+    by_tracekey = (await http.get(f"{query_url}/v1/transactions", params={"tracekey": postings[1]["tracekey"]})).json()
+    assert by_tracekey["items"] == [read.json()]
+    found = (await http.get(f"{query_url}/v1/transactions/{applied['id']}")).json()
+    assert (found["status"], found["code"], found["account"]) == ("applied", "R000", registered)
+    missing = await http.get(f"{query_url}/v1/accounts/{branch}/{unknown}")
+    assert (missing.status_code, missing.json()["code"]) == (404, "R082")  # nothing of it was applied
 
 
 @pytest.mark.parametrize(("path", "method", "body", "status", "code"), [

@@ -2,27 +2,36 @@
 
 Set-based, in the seed's CTE style: each step is one statement over the whole batch, which travels
 as columns (see _POSTINGS). Per batch:
-1. judge each posting against the event catalogue and the retroactive window;
+1. judge each posting against the event catalogue and the retroactive window (flow_rules.judge);
 2. record each id's outcome, insert the applied postings into flow.transaction and queue the new
    outcomes' callbacks in the outbox (one statement). The outcome's primary key is the posting id,
    so a redelivered posting finds its outcome already there and changes nothing. The same statement
    looks the batch's accounts up in the registry (flow.account) and returns the *ruled* ones: those
    with a status other than active, or a limit (and, when unknown accounts are refused, those with no
-   row). Their postings are recorded as applied for now;
+   row), with their registry rows, and the registry's version (sql/0011). Their postings are
+   recorded as applied for now;
 3. lock the applied postings' accounts (advisory locks, taken in one global order, so parallel
    engines never deadlock and two batches of one account move its balances one after the other).
-   Steps 1-2 take no account lock, so batches sharing accounts do that work side by side;
-3b. only when the batch has ruled accounts: read their registry rows and day rows as they are now,
-   under the locks, and judge their postings in batch order (account_rules.py); a posting refused
-   there has its outcome turned into the rejection (with its figures), its transaction row removed
-   and its callback's code changed, all in this transaction, so nothing of it is ever seen applied;
+   Steps 1-2 take no account lock, so batches sharing accounts do that work side by side, and so
+   does the preparation of step 3b;
+3b. only when the batch has ruled accounts: judge their postings, each account's in batch order
+   (account_rules.py), on the registry rows step 2 read (step 4 checks they still hold) and, for the
+   accounts whose debits a limit judges, on their day rows as they are now, under the locks. Those
+   are read only for the accounts a worst case could break (their lowest balance from the earliest
+   day the batch touches, less all the batch's debits on them, below -limit): the others pass every
+   debit in any order. A posting refused there is written by step 4's statement: its outcome turned
+   into the rejection (with its figures), its transaction row removed and its callback's code
+   changed, all in this transaction, so nothing of it is ever seen applied;
 4. move those accounts' day rows from the earliest day the batch touches: day totals by the batch,
    accumulated totals by its running sum (retroactive postings move every later day); new days
    continue from the row before. A statement of its own, so its snapshot sees every batch that held
    the locks before. It also writes each applied posting's balance (and available balance) after
-   the batch into its callback, and checks that no account the batch took for unruled in step 2
-   gained a rule before the locks were taken (an admin change, which takes the same lock, committed
-   in between): then the batch fails as a serialization failure and is tried again, judged anew.
+   the batch into its callback, and checks the registry: its version unchanged since step 2 means no
+   change to it committed in between (an admin change takes the account's lock, so none commits
+   once the batch holds it), and nothing of it is read again; changed, the batch's accounts are
+   looked up as they are now, and when one the batch took for unruled in step 2 gained a rule, or a
+   ruled one has another registry row, the batch fails as a serialization failure and is tried
+   again, judged anew.
 Everything commits together: no effect without its callback, no callback without its effect.
 
 The ledger's limits are constraints the day rows carry (sql/0006); a batch that breaks one fails
@@ -30,19 +39,19 @@ whole, and the consumer isolates the posting that did (see consumer.py), which i
 rejected with the rule's code (`refuse`) instead of applied.
 """
 
-import json
-from datetime import date
+from decimal import Decimal
 from operator import attrgetter
-from uuid import UUID
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flow_rules.accounts import account_lock_key
-from flow_rules.codes import Code
-from flow_rules.posting import check_dateref, fingerprint
-
 from flow_rules.account_rules import AccountState, Refusal
+from flow_rules.accounts import ACTIVE, CLOSED, account_lock_key
+from flow_rules.codes import Code
+from flow_rules.fingerprint import canonical_details, fingerprint, same_content
+from flow_rules.judge import EventFlags, judge
+
 from .message import Posting
 from .outcome import Outcome
 
@@ -56,7 +65,9 @@ def ledger_rule(exc: BaseException) -> Code | None:
     """The rejection code when `exc` is the database refusing a batch for one of the ledger's rules."""
     cause = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error,
     cause = getattr(cause, "__cause__", None) or cause  # which wraps asyncpg's, which names the constraint
-    return LEDGER_RULES.get(getattr(cause, "constraint_name", None))
+    constraint: str | None = getattr(cause, "constraint_name", None)
+    return LEDGER_RULES.get(constraint) if constraint else None
+
 
 _EVENTS = text(
     "SELECT code, active, allowdebit, allowcredit, forced FROM flow.event WHERE code = ANY(CAST(:codes AS int[]))"
@@ -66,29 +77,38 @@ _EVENTS = text(
 # (validated branch, account, D/C, amount; codes) travel as one string each, split by PostgreSQL:
 # per value, that costs the client a fraction of encoding an array element.
 _SEP = "\x1f"
+_RS = "\x1e"  # between values that hold _SEP
+_ZERO = Decimal("0.00")
 _POSTINGS = """unnest(CAST(:id AS uuid[]), CAST(:tracekey AS uuid[]), string_to_array(:branch, chr(31)),
                   string_to_array(:account, chr(31)), CAST(string_to_array(:amount, chr(31)) AS numeric[]),
                   string_to_array(:debitcredit, chr(31)), CAST(:eventcode AS int[]), CAST(:description AS text[]),
                   CAST(:details AS text[]), CAST(:dateref AS date[]), CAST(:acceptedat AS timestamptz[]),
-                  string_to_array(:code, chr(31)), CAST(string_to_array(:caller, chr(31)) AS int[]))
+                  string_to_array(:code, chr(31)), CAST(string_to_array(:caller, chr(31)) AS int[]),
+                  CAST(string_to_array(:fingerprint, chr(31)) AS uuid[]))
            WITH ORDINALITY
            AS p(id, tracekey, branch, account, amount, debitcredit, eventcode, description, details, dateref,
-                acceptedat, code, caller, ord)"""
+                acceptedat, code, caller, fingerprint, ord)"""
 
-# Step 2. The fingerprint hashes the content (not tracekey nor acceptedat, which a client retrying
-# the same posting may draw anew) and tells a redelivery from an id reused for another posting.
-# Outcomes are inserted in id order, so two batches racing on overlapping ids wait in one order.
-# The outbox row lists the recorded outcomes in batch order, so step 4 can write figures beside them.
-# Returns the positions whose outcome this batch recorded, its outbox row, the ruled accounts
-# ("branch<US>account") and, when the recorded are not all, every posting's fingerprint (batch order).
+# A registry row as step 2 hands it to step 3b, and as step 4 compares it when the registry changed in
+# between: status, the blocks (0/1) and the limit (empty: none), <US>-separated; no row: empty.
+_REGISTRY_ROW = (
+    "status || chr(31) || blockdebit::int || chr(31) || blockcredit::int || chr(31) "
+    "|| coalesce(overdraftlimit::text, '')"
+)
+
+# Step 2. The outcome keeps the posting's fingerprint (flow_rules.fingerprint), which tells a later
+# redelivery from an id reused for another posting. Outcomes are inserted in id order, so two batches
+# racing on overlapping ids wait in one order. The outbox row lists the recorded outcomes in batch
+# order, so step 4 can write figures beside them. Returns the positions whose outcome this batch
+# recorded, its outbox row, the ruled accounts (`ruled`: "<kind>branch<US>account", <RS> between them;
+# kind S: a status other than active, or no row when unknown accounts are refused; L: active with a
+# limit) with their registry rows in the same order (`registry`, see _REGISTRY_ROW), and the registry's
+# version (sql/0011), read in the same snapshot as the rows.
 _RECORD = text(
     f"""WITH posting AS (
            SELECT p.*,
                   (CAST(:callersub AS text[]))[p.caller] AS callersub,  -- 0, no caller: out of range, null
-                  (CAST(:callerclient AS text[]))[p.caller] AS callerclient,
-                  md5(concat_ws(chr(31), p.branch, p.account, p.amount::numeric(15,2)::text, p.debitcredit,
-                                p.eventcode::text, coalesce('=' || p.description, chr(30)),
-                                coalesce('=' || p.details, chr(30)), p.dateref::text))::uuid AS fingerprint
+                  (CAST(:callerclient AS text[]))[p.caller] AS callerclient
            FROM {_POSTINGS}),
        first_copy AS (  -- of an id sent twice in one batch, the first copy counts
            SELECT DISTINCT ON (id) * FROM posting ORDER BY id, ord),
@@ -113,23 +133,23 @@ _RECORD = text(
            RETURNING seq),
        ruled AS (  -- accounts with a rule for step 3b; none in the usual batch. L: active with a limit only.
                    -- One index probe per account (OFFSET 0 keeps it one): never a scan of the registry.
-           SELECT f.branch, f.account, coalesce(a.kind, CASE WHEN :reject_unknown THEN 'S' END) AS kind
+           SELECT f.branch, f.account, coalesce(a.kind, CASE WHEN :reject_unknown THEN 'S' END) AS kind,
+                  a.status, a.blockdebit, a.blockcredit, a.overdraftlimit
            FROM (SELECT DISTINCT branch, account FROM owned WHERE code = :applied) f
            LEFT JOIN LATERAL (
                SELECT CASE WHEN a.status <> 'active' THEN 'S' WHEN a.overdraftlimit IS NOT NULL THEN 'L' ELSE '' END
-                      AS kind
+                      AS kind, a.status, a.blockdebit, a.blockcredit, a.overdraftlimit
                FROM flow.account a
                WHERE (SELECT EXISTS (SELECT FROM flow.account))  -- evaluated once: no registry, no probes
                  AND a.branch = f.branch AND a.account = f.account OFFSET 0) a ON true)
-       SELECT ARRAY(SELECT ord - 1 FROM owned) AS owned, (SELECT seq FROM announced) AS seq,
-              ARRAY(SELECT kind || branch || chr(31) || account FROM ruled WHERE kind <> '') AS ruled,
-              CASE WHEN (SELECT count(*) FROM recorded) < :count  -- only a batch with repeats needs them
-                   THEN (SELECT array_agg(fingerprint ORDER BY ord) FROM posting) END AS fingerprints"""
+       SELECT ARRAY(SELECT ord - 1 FROM owned) AS owned, (SELECT seq FROM announced) AS seq, r.ruled, r.registry,
+              (SELECT version FROM flow.registry_version) AS registry_version
+       FROM (SELECT string_agg(kind || branch || chr(31) || account, chr(30)) AS ruled,
+                    string_agg(coalesce({_REGISTRY_ROW}, ''), chr(30)) AS registry
+             FROM ruled WHERE kind <> '') r"""
 )
 
-_STORED_OUTCOMES = text(
-    "SELECT id, tracekey, fingerprint, code FROM flow.outcome WHERE id = ANY(CAST(:ids AS uuid[]))"
-)
+_STORED_OUTCOMES = text("SELECT id, tracekey, fingerprint, code FROM flow.outcome WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 _QUEUE_CALLBACKS = text(
     """INSERT INTO flow.callback_outbox (ids, tracekeys, codes)
@@ -141,44 +161,52 @@ _LOCK_ACCOUNTS = text(
     "SELECT pg_advisory_xact_lock(key) FROM unnest(CAST(:keys AS bigint[])) AS key"
 )
 
-# Step 3b: the ruled accounts as they are under the locks: the registry row (status null: none) and
-# the end-of-day balances from `since` (the earliest day the batch touches) on, and the one before.
+# Step 3b: the day rows of the accounts whose debits a limit judges, as they are under the locks: the
+# end-of-day balances from `since` (the earliest day the batch touches) on and, when `since` has no row,
+# the one before. Only for the accounts a worst case would break: their lowest balance from `since` on,
+# less every debit the batch has for them, below -limit. The others pass every debit whatever the
+# order (credits only raise balances), and need no judging. One index range scan per account, in date
+# order (array_agg keeps its input's order), and one more for `opening` only when needed.
 _RULED_STATE = text(
-    """SELECT a.status, a.blockdebit, a.blockcredit, a.overdraftlimit,
-              coalesce((SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
-                        WHERE b.branch = w.branch AND b.account = w.account AND b.dateref < w.since
-                        ORDER BY b.dateref DESC LIMIT 1), 0) AS opening,
-              d.days, d.balances
-       FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)), CAST(:since AS date[]))
-            WITH ORDINALITY AS w(branch, account, since, ord)
-       LEFT JOIN LATERAL (
-           SELECT * FROM flow.account a WHERE a.branch = w.branch AND a.account = w.account OFFSET 0) a ON true
+    """SELECT w.ord, o.opening, d.days, d.balances
+       FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)),
+                   CAST(string_to_array(:since, chr(31)) AS date[]),
+                   CAST(string_to_array(:debits, chr(31)) AS numeric[]),
+                   CAST(string_to_array(:limits, chr(31)) AS numeric[]))
+            WITH ORDINALITY AS w(branch, account, since, debits, overdraftlimit, ord)
        CROSS JOIN LATERAL (
-           SELECT array_agg(b.dateref ORDER BY b.dateref) AS days,
-                  array_agg(b.accumulatedcredit - b.accumulateddebit ORDER BY b.dateref) AS balances
-           FROM flow.balance b
-           WHERE b.branch = w.branch AND b.account = w.account AND b.dateref >= w.since) d
-       ORDER BY w.ord"""
+           SELECT array_agg(b.dateref) AS days, array_agg(b.balance) AS balances, min(b.balance) AS lowest
+           FROM (SELECT b.dateref, b.accumulatedcredit - b.accumulateddebit AS balance
+                 FROM flow.balance b
+                 WHERE b.branch = w.branch AND b.account = w.account AND b.dateref >= w.since
+                 ORDER BY b.dateref) b) d
+       CROSS JOIN LATERAL (
+           SELECT CASE WHEN d.days[1] IS DISTINCT FROM w.since THEN coalesce((
+                      SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
+                      WHERE b.branch = w.branch AND b.account = w.account AND b.dateref < w.since
+                      ORDER BY b.dateref DESC LIMIT 1), 0) END AS opening
+           OFFSET 0) o  -- (computed once, not again for the filter)
+       WHERE least(d.lowest, o.opening) - w.debits < -w.overdraftlimit"""
 )
 
-# Step 3b's refusals: recorded as applied in step 2, now rejected: the outcome takes the code and
-# figures, the transaction row goes, the outbox row's codes and figures are rewritten (batch order).
-# (The relay reads a funds refusal's figures from its outcome.) The transaction rows are found by id
-# and dateref lists, so only the partitions of those days are searched.
-_REFUSE = text(
-    """WITH refused AS (
-           SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:code AS text[]), CAST(:available AS numeric[]),
-                                CAST(:shortfall AS numeric[]), CAST(:breakday AS date[]))
+# Step 3b's refusals, written by step 4's statement (recorded as applied in step 2, now rejected): the
+# outcome takes the code and figures, the transaction row goes, the outbox row's codes are rewritten
+# (batch order). (The relay reads a funds refusal's figures from its outcome.) The outcomes are probed by
+# id; the transaction rows by id within the range of their days, so only the partitions of those days
+# are searched, by their keys, in custom and generic plans alike (a list of days, or a join, gets
+# planned as a scan of a whole partition while partitions are small).
+_REFUSALS = """refused AS (
+           SELECT * FROM unnest(CAST(:refused AS uuid[]), CAST(:refused_code AS text[]),
+                                CAST(:available AS numeric[]), CAST(:shortfall AS numeric[]), CAST(:breakday AS date[]))
                     AS r(id, code, available, shortfall, breakday)),
-       outcome AS (
+       turned AS (
            UPDATE flow.outcome o
            SET code = r.code, available = r.available, shortfall = r.shortfall, breakday = r.breakday
-           FROM refused r WHERE o.id = r.id),
+           FROM refused r WHERE o.id = ANY(CAST(:refused AS uuid[])) AND o.id = r.id),
        removed AS (
            DELETE FROM flow.transaction
-           WHERE id = ANY(CAST(:id AS uuid[])) AND dateref = ANY(CAST(:dateref AS date[])))
-       UPDATE flow.callback_outbox SET codes = CAST(:codes AS text[]) WHERE seq = :seq"""
-)
+           WHERE id = ANY(CAST(:refused AS uuid[])) AND dateref BETWEEN :refused_from AND :refused_to),
+       """
 
 # Step 4, over the applied postings, summed per account and day (`delta`, with `upto`: the batch's
 # running sum over the account's touched days, which holds until the next touched day). Stored day
@@ -188,13 +216,17 @@ _REFUSE = text(
 # Then each applied posting's callback gets its account's balance as of today (the latest day row,
 # which the statement just wrote: no dateref is in the future) and available balance (balance +
 # limit; null without a limit), in the outbox row's arrays of the applied outcomes, in batch order;
-# and the registry check (see above).
-_APPLY_DAYS = text(
-    """WITH posting AS (
+# and the registry check (see above): while the registry's version is the one step 2 read (sql/0011),
+# the limits are those step 2 read (`ruled`, `registry`, as _RECORD returned them) and no registry row
+# is read under the locks; when it moved, every account is looked up as it is now, and the batch fails
+# if one it took for unruled gained a rule, or a ruled one has another row now (a credited-only one too:
+# simpler, and as rare).
+# _APPLY_DAYS_REFUSING also writes step 3b's refusals (_REFUSALS, and the outbox row's codes).
+_APPLY_DAYS_SQL = f"""WITH {{refusals}}posting AS (
            SELECT * FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)),
                                 CAST(:dateref AS date[]), CAST(string_to_array(:amount, chr(31)) AS numeric[]),
                                 string_to_array(:debitcredit, chr(31)))
-                    WITH ORDINALITY AS p(branch, account, dateref, amount, debitcredit, ord)),
+                    WITH ORDINALITY AS p(branch, account, dateref, amount, debitcredit, ord){{skipping}}),
        day AS (
            SELECT branch, account, dateref,
                   coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS debit,
@@ -239,69 +271,87 @@ _APPLY_DAYS = text(
            ORDER BY b.dateref DESC
            LIMIT 1) before ON true
        RETURNING branch, account, dateref, accumulateddebit, accumulatedcredit),
-       latest AS (  -- each account's balance after the batch, with its registry row as it is now. Running
-                    -- totals never decrease, so the latest day row holds both maxima: no sort needed.
-           SELECT r.branch, r.account, r.balance, a.status, a.overdraftlimit
+       registry AS (  -- whether the registry changed since step 2 read it; no version row: as if it had
+           SELECT NOT coalesce((SELECT version FROM flow.registry_version) = CAST(:registry_version AS bigint), false)
+                  AS changed),
+       ruled AS (  -- step 2's ruled accounts and their rows (a lone empty row string is an empty array: null)
+           SELECT substr(k.entry, 2) AS key, coalesce(k.row, '') AS row
+           FROM unnest(string_to_array(:ruled, chr(30)), string_to_array(:registry, chr(30))) AS k(entry, row)),
+       latest AS (  -- each account's balance after the batch, and its limit: as step 2 read it or, when the
+                    -- registry changed since, as it is now (with its status). Running totals never decrease,
+                    -- so the latest day row holds both maxima: no sort needed.
+           SELECT r.branch, r.account, r.balance, a.status, k.key IS NOT NULL AS was_ruled,
+                  CASE WHEN (SELECT changed FROM registry) THEN a.overdraftlimit
+                       ELSE CAST(nullif(split_part(k.row, chr(31), 4), '') AS numeric) END AS overdraftlimit
            FROM (SELECT branch, account, max(accumulatedcredit) - max(accumulateddebit) AS balance
                  FROM (TABLE moved UNION ALL TABLE opened) r GROUP BY branch, account) r
-           LEFT JOIN LATERAL (  -- one index probe per account, as in step 2
+           LEFT JOIN ruled k ON k.key = r.branch || chr(31) || r.account
+           LEFT JOIN LATERAL (  -- one index probe per account, as in step 2, only when the registry changed
                SELECT a.status, a.overdraftlimit FROM flow.account a
-               WHERE (SELECT EXISTS (SELECT FROM flow.account))
-                 AND a.branch = r.branch AND a.account = r.account OFFSET 0) a ON true),
+               WHERE (SELECT changed FROM registry) AND a.branch = r.branch AND a.account = r.account OFFSET 0) a
+               ON true),
        announced AS (  -- one balance (and available balance) per applied posting, in batch order
            UPDATE flow.callback_outbox o
-           SET balances = f.balances, availables = f.availables
+           SET balances = f.balances, availables = f.availables{{codes}}
            FROM (SELECT array_agg(l.balance ORDER BY p.ord) AS balances,
                         CASE WHEN bool_or(l.overdraftlimit IS NOT NULL)
                              THEN array_agg(l.balance + l.overdraftlimit ORDER BY p.ord) END AS availables
                  FROM posting p JOIN latest l USING (branch, account)) f
            WHERE o.seq = :seq)
-       SELECT CASE WHEN EXISTS (
-                  SELECT FROM latest
-                  WHERE (status <> 'active' OR overdraftlimit IS NOT NULL)
-                    AND branch || chr(31) || account <> ALL (CAST(:ruled AS text[]))
-                    AND NOT (status = 'active' AND branch || chr(31) || account = ANY (CAST(:credited AS text[]))))
-              THEN flow.registry_moved() END"""
+       SELECT CASE WHEN NOT (SELECT changed FROM registry) THEN NULL
+                   WHEN EXISTS (  -- an account taken for unruled that gained a rule
+                       SELECT FROM latest WHERE NOT was_ruled AND (status <> 'active' OR overdraftlimit IS NOT NULL))
+                     OR EXISTS (  -- a ruled account whose row changed
+                       SELECT FROM ruled j
+                       WHERE j.row <> coalesce((
+                           SELECT {_REGISTRY_ROW} FROM flow.account a
+                           WHERE a.branch = split_part(j.key, chr(31), 1)
+                             AND a.account = split_part(j.key, chr(31), 2)), ''))
+                   THEN flow.registry_moved() END"""
+_APPLY_DAYS = text(_APPLY_DAYS_SQL.format(refusals="", skipping="", codes=""))
+_APPLY_DAYS_REFUSING = text(
+    _APPLY_DAYS_SQL.format(
+        refusals=_REFUSALS,
+        skipping="\n           WHERE p.ord <> ALL (CAST(:skipped AS bigint[]))",
+        codes=", codes = string_to_array(:codes, chr(31))",
+    )
 )
 
 
-def _judge(posting: Posting, events: dict[int, tuple[bool, bool, bool, bool]], window_days: int) -> Code:
-    event = events.get(posting.eventcode)
-    if event is None:
-        return Code.EVENT_NOT_FOUND
-    active, allowdebit, allowcredit, _ = event
-    if not active:
-        return Code.EVENT_INACTIVE
-    if posting.debitcredit == "D" and not allowdebit:
-        return Code.EVENT_DISALLOWS_DEBIT
-    if posting.debitcredit == "C" and not allowcredit:
-        return Code.EVENT_DISALLOWS_CREDIT
-    return check_dateref(posting.dateref, posting.acceptedat, window_days) or Code.APPLIED
-
-
-_JOINED = frozenset({"branch", "account", "amount", "debitcredit"})
-_COLUMNS = ("id", "tracekey", "branch", "account", "amount", "debitcredit", "eventcode", "description", "dateref",
-            "acceptedat")
+_JOINED = frozenset({"branch", "account", "amount", "debitcredit", "fingerprint"})
+_COLUMNS = (
+    "id",
+    "tracekey",
+    "branch",
+    "account",
+    "amount",
+    "debitcredit",
+    "eventcode",
+    "description",
+    "dateref",
+    "acceptedat",
+    "fingerprint",
+)
 _DAY_COLUMNS = ("branch", "account", "dateref", "amount", "debitcredit", "tracekey")
 
 
-def _columns(postings: list[Posting], names: tuple[str, ...] = _COLUMNS) -> dict[str, tuple | str]:
+def _columns(postings: list[Posting], names: tuple[str, ...] = _COLUMNS) -> dict[str, Any]:
     """The postings as columns (one pass over the postings, then transposed); see _POSTINGS."""
     row = attrgetter(*names)
-    columns = dict(zip(names, zip(*map(row, postings))))
+    columns: dict[str, Any] = dict(zip(names, zip(*map(row, postings), strict=True), strict=True))
     if "amount" in columns:
         columns["amount"] = map(str, columns["amount"])
+    if "fingerprint" in columns:  # computed here only for messages queued before ingest carried it
+        columns["fingerprint"] = [
+            str(f or fingerprint(p)) for f, p in zip(columns["fingerprint"], postings, strict=True)
+        ]
     for name in _JOINED.intersection(columns):
         columns[name] = _SEP.join(columns[name])
     return columns
 
 
-# Compact, sorted keys: the form the fingerprint hashes (and the outcomes recorded so far hashed).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
 def _canonical_details(postings: list[Posting]) -> list[str | None]:
-    return [None if p.details is None else _CANONICAL(p.details) for p in postings]
+    return [None if p.details is None else canonical_details(p.details) for p in postings]
 
 
 def _callers(postings: list[Posting]) -> dict[str, str | list[str | None]]:
@@ -310,12 +360,20 @@ def _callers(postings: list[Posting]) -> dict[str, str | list[str | None]]:
     instead of two arrays of the batch's length, which cost the client per element."""
     known: dict[tuple[str | None, str | None], int] = {}
     places = [known.setdefault((c.sub, c.client), len(known) + 1) if (c := p.caller) else 0 for p in postings]
-    return {"caller": _SEP.join(map(str, places)), "callersub": [sub for sub, _ in known],
-            "callerclient": [client for _, client in known]}
+    return {
+        "caller": _SEP.join(map(str, places)),
+        "callersub": [sub for sub, _ in known],
+        "callerclient": [client for _, client in known],
+    }
 
 
-async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_days: int,
-                      refuse: Code | None = None, reject_unknown: bool = False) -> list[Outcome]:
+async def apply_batch(
+    conn: AsyncConnection,
+    postings: list[Posting],
+    window_days: int,
+    refuse: Code | None = None,
+    reject_unknown: bool = False,
+) -> list[Outcome]:
     """Applies `postings` inside the caller's transaction; returns one outcome per posting, in order.
     With `refuse` (a ledger rule's code), what would be applied is recorded as rejected with it.
     With `reject_unknown`, postings to accounts that are not in the registry are rejected (R029).
@@ -325,97 +383,193 @@ async def apply_batch(conn: AsyncConnection, postings: list[Posting], window_day
     if not postings:
         return []
     rows = await conn.execute(_EVENTS, {"codes": sorted({p.eventcode for p in postings})})
-    events = {r.code: (r.active, r.allowdebit, r.allowcredit, r.forced) for r in rows}
-    codes = [_judge(p, events, window_days) for p in postings]
+    events = {r.code: EventFlags(r.active, r.allowdebit, r.allowcredit, r.forced) for r in rows}
+    codes = [
+        judge(events.get(p.eventcode), p.debitcredit, p.dateref, p.acceptedat, window_days) or Code.APPLIED
+        for p in postings
+    ]
     if refuse:
         codes = [refuse if code is Code.APPLIED else code for code in codes]
 
-    recorded = (await conn.execute(_RECORD, {
-        **_columns(postings), **_callers(postings), "details": _canonical_details(postings),
-        "code": _SEP.join(c.value for c in codes),
-        "applied": Code.APPLIED.value, "count": len(postings), "reject_unknown": reject_unknown,
-    })).one()
+    recorded = (
+        await conn.execute(
+            _RECORD,
+            {
+                **_columns(postings),
+                **_callers(postings),
+                "details": _canonical_details(postings),
+                "code": _SEP.join(c.value for c in codes),
+                "applied": Code.APPLIED.value,
+                "reject_unknown": reject_unknown,
+            },
+        )
+    ).one()
     owned: list[int] = sorted(recorded.owned)  # batch order: a day row's updatetracekey is its last posting
     applied = [n for n in owned if codes[n] is Code.APPLIED]
     if applied:
         keys = sorted({account_lock_key(postings[n].branch, postings[n].account) for n in applied})
-        days = _day_columns(postings, applied, recorded)  # before the locks: they are held till commit
+        # Before the locks (they are held till commit): the day columns and what step 3b needs to know.
+        days = _day_columns(postings, applied, recorded)
+        judging = _judging(postings, applied, recorded, events) if recorded.ruled else None
         await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
-        if recorded.ruled:
-            ruled, credited = _to_judge(postings, applied, recorded.ruled)
-            days.update(ruled=list(ruled), credited=credited)
-            refused = await _judge_ruled(conn, postings, applied, ruled, events)
-            if refused:
-                await _refuse(conn, postings, codes, owned, refused, recorded.seq)
-                applied = [n for n in applied if n not in refused]
-                days = {**_day_columns(postings, applied, recorded), "ruled": list(ruled), "credited": credited}
-        if applied:
-            await conn.execute(_APPLY_DAYS, days)
+        statement = _APPLY_DAYS
+        if judging:
+            refused = await _judge_ruled(conn, postings, judging, events)
+            if refused:  # written by step 4's statement, which leaves them out of the day rows
+                days.update(_refusals(postings, codes, owned, judging, refused))
+                statement = _APPLY_DAYS_REFUSING
+        await conn.execute(statement, days)
 
     if len(owned) == len(postings):  # the usual batch: every posting new, each id once
-        return [Outcome(p.id, p.tracekey, code) for p, code in zip(postings, codes)]
-    return await _settle_repeats(conn, postings, codes, owned, recorded.fingerprints)
+        return [Outcome(p.id, p.tracekey, code) for p, code in zip(postings, codes, strict=True)]
+    return await _settle_repeats(conn, postings, codes, owned)
 
 
 def _day_columns(postings: list[Posting], applied: list[int], recorded) -> dict:
-    return {**_columns([postings[n] for n in applied], _DAY_COLUMNS), "seq": recorded.seq, "ruled": [],
-            "credited": []}
+    return {
+        **_columns([postings[n] for n in applied], _DAY_COLUMNS),
+        "seq": recorded.seq,
+        "registry_version": recorded.registry_version,
+        "ruled": recorded.ruled or "",
+        "registry": recorded.registry or "",
+    }
 
 
-def _to_judge(postings: list[Posting], applied: list[int], ruled: list[str]) -> tuple[set[str], list[str]]:
-    """Of step 2's ruled accounts, those step 3b must judge, and those it need not: active accounts whose
-    only rule is a limit and which the batch only credits (a limit judges debits alone). Step 4 checks
-    that these are still active once locked."""
-    debited = {f"{postings[n].branch}{_SEP}{postings[n].account}" for n in applied if postings[n].debitcredit == "D"}
-    judged = {key[1:] for key in ruled if key[0] == "S" or key[1:] in debited}
-    return judged, [key[1:] for key in ruled if key[1:] not in judged]
+class _Judging(NamedTuple):
+    """What step 3b needs, prepared before the locks from step 2's answer (see _RECORD)."""
+
+    states: dict[str, AccountState]  # "branch<US>account" -> judged on its registry row alone (its status)
+    read: list[str]  # the accounts whose day rows _RULED_STATE reads, in the order of its parameters
+    limits: list[str]  # their limits, in that order
+    state: dict  # _RULED_STATE's parameters
+    postings: dict[str, list[int]]  # the applied postings of the accounts in `states` and `read` (batch order)
+    places: dict[int, int]  # every applied posting's place among the day columns (from 1)
 
 
-async def _judge_ruled(conn: AsyncConnection, postings: list[Posting], applied: list[int], ruled: set[str],
-                       events: dict[int, tuple[bool, bool, bool, bool]]) -> dict[int, Refusal]:
-    """Step 3b: the refusals among the ruled accounts' postings, judged in batch order under the locks."""
-    since: dict[str, date] = {}  # "branch<US>account" -> the earliest day the batch touches
-    mine = []
-    for n in applied:
+def _judging(postings: list[Posting], applied: list[int], recorded, events: dict[int, EventFlags]) -> _Judging:
+    """Of step 2's ruled accounts, those step 3b judges: the ones with a status other than active (on their
+    registry row), and those a limit judges with a debit it judges, not forced (on their day rows too,
+    from the earliest day the batch touches, with the sum of all the batch's debits for _RULED_STATE's
+    worst case). Active accounts with a limit that the batch only credits need no judging."""
+    ruled = {
+        entry[1:]: (entry[0], row)  # "branch<US>account" -> (kind, registry row)
+        for entry, row in zip(recorded.ruled.split(_RS), recorded.registry.split(_RS), strict=True)
+    }
+    touched: dict[str, list] = {}  # key -> [positions, earliest day, debits, a debit a limit would judge]
+    places = {}
+    for place, n in enumerate(applied, 1):
+        places[n] = place
         p = postings[n]
         key = f"{p.branch}{_SEP}{p.account}"
-        if key in ruled:
-            mine.append((n, key))
-            if key not in since or p.dateref < since[key]:
-                since[key] = p.dateref
-    accounts = [key.split(_SEP) for key in since]
-    rows = await conn.execute(_RULED_STATE, {"branch": _SEP.join(b for b, _ in accounts),
-                                             "account": _SEP.join(a for _, a in accounts), "since": list(since.values())})
-    states = {key: AccountState(registered=status is not None, status=status, blockdebit=blockdebit,
-                                blockcredit=blockcredit, limit=limit, opening=opening, days=days or [],
-                                balances=balances or [])
-              for key, (status, blockdebit, blockcredit, limit, opening, days, balances) in zip(since, rows)}
-    refused = {}
-    for n, key in mine:
-        p = postings[n]
-        refusal = states[key].judge(p.debitcredit, p.amount, p.dateref, events[p.eventcode][3])
-        if refusal is not None:
-            refused[n] = refusal
+        if key not in ruled:
+            continue
+        if (account := touched.get(key)) is None:
+            account = touched[key] = [[], p.dateref, _ZERO, False]
+        account[0].append(n)
+        if p.dateref < account[1]:
+            account[1] = p.dateref
+        if p.debitcredit == "D":
+            account[2] += p.amount
+            account[3] = account[3] or not events[p.eventcode].forced
+    states, mine, read, limits, earliest, debited = {}, {}, [], [], [], []
+    for key, (positions, since, debits, judged) in touched.items():
+        kind, row = ruled[key]
+        if kind == "S":  # a status other than active, or no row
+            if not row:
+                states[key] = AccountState(registered=False)
+                mine[key] = positions
+                continue
+            status, blockdebit, blockcredit, limit = row.split(_SEP)
+            states[key] = AccountState(
+                registered=True, status=status, blockdebit=blockdebit == "1", blockcredit=blockcredit == "1"
+            )
+            mine[key] = positions
+            if status == CLOSED or blockdebit == "1":
+                continue  # its debits are refused before a limit could judge them
+        else:
+            limit = row.rpartition(_SEP)[2]
+        if limit and judged:
+            mine[key] = positions
+            read.append(key)
+            limits.append(limit)
+            earliest.append(since.isoformat())
+            debited.append(str(debits))
+    accounts = [key.split(_SEP) for key in read]
+    return _Judging(
+        states,
+        read,
+        limits,
+        {
+            "branch": _SEP.join(b for b, _ in accounts),
+            "account": _SEP.join(a for _, a in accounts),
+            "since": _SEP.join(earliest),
+            "debits": _SEP.join(debited),
+            "limits": _SEP.join(limits),
+        },
+        mine,
+        places,
+    )
+
+
+async def _judge_ruled(
+    conn: AsyncConnection, postings: list[Posting], judging: _Judging, events: dict[int, EventFlags]
+) -> dict[int, Refusal]:
+    """Step 3b: the refusals among the judged accounts' postings, each account's in batch order (an
+    account's refusals depend on its own postings alone), under the locks. Statuses are judged on the
+    registry rows step 2 read (step 4 checks they still hold); limits on the day rows _RULED_STATE reads,
+    for the accounts a worst case could break: every other debit passes."""
+    states = dict(judging.states)
+    if judging.read:
+        for place, opening, days, balances in await conn.execute(_RULED_STATE, judging.state):
+            status = states.get(key := judging.read[place - 1])  # None: active
+            states[key] = AccountState(
+                registered=True,
+                status=status.status if status else ACTIVE,
+                blockcredit=status.blockcredit if status else False,
+                limit=Decimal(judging.limits[place - 1]),
+                opening=_ZERO if opening is None else opening,
+                days=days or [],
+                balances=balances or [],
+            )
+    refused: dict[int, Refusal] = {}
+    for key, state in states.items():
+        for n in judging.postings[key]:
+            p = postings[n]
+            refusal = state.judge(p.debitcredit, p.amount, p.dateref, events[p.eventcode].forced)
+            if refusal is not None:
+                refused[n] = refusal
     return refused
 
 
-async def _refuse(conn: AsyncConnection, postings: list[Posting], codes: list[Code], owned: list[int],
-                  refused: dict[int, Refusal], seq: int) -> None:
-    """Turns step 3b's refusals into rejections: outcome, transaction row, callback (see _REFUSE)."""
+def _refusals(
+    postings: list[Posting], codes: list[Code], owned: list[int], judging: _Judging, refused: dict[int, Refusal]
+) -> dict:
+    """Step 3b's refusals as _APPLY_DAYS_REFUSING takes them (`skipped`: their places among the day
+    columns); `codes` takes their codes."""
     for n, refusal in refused.items():
         codes[n] = refusal.code
-    await conn.execute(_REFUSE, {
-        "id": [postings[n].id for n in refused], "dateref": [postings[n].dateref for n in refused],
-        "code": [r.code.value for r in refused.values()], "available": [r.available for r in refused.values()],
-        "shortfall": [r.shortfall for r in refused.values()], "breakday": [r.breakday for r in refused.values()],
-        "codes": [codes[n].value for n in owned], "seq": seq})
+    refusals = refused.values()
+    days = [postings[n].dateref for n in refused]
+    return {
+        "refused": [postings[n].id for n in refused],
+        "refused_from": min(days),
+        "refused_to": max(days),
+        "refused_code": [r.code.value for r in refusals],
+        "available": [r.available for r in refusals],
+        "shortfall": [r.shortfall for r in refusals],
+        "breakday": [r.breakday for r in refusals],
+        "codes": _SEP.join(codes[n].value for n in owned),
+        "skipped": [judging.places[n] for n in refused],
+    }
 
 
-async def _settle_repeats(conn: AsyncConnection, postings: list[Posting], codes: list[Code], owned: list[int],
-                          prints: list[UUID]) -> list[Outcome]:
+async def _settle_repeats(
+    conn: AsyncConnection, postings: list[Posting], codes: list[Code], owned: list[int]
+) -> list[Outcome]:
     """Outcomes for a batch holding ids seen before (redeliveries, reuses) or twice: the content that
     counts for an id is the one this batch recorded, else the one recorded earlier; a posting whose
     content differs from it gets ID_REUSED, announced every time it comes."""
+    prints = [p.fingerprint or fingerprint(p) for p in postings]
     decided = {postings[n].id: Outcome(postings[n].id, postings[n].tracekey, codes[n]) for n in owned}
     counted_print = {postings[n].id: prints[n] for n in owned}
     seen_before = {p.id for p in postings} - decided.keys()
@@ -424,11 +578,10 @@ async def _settle_repeats(conn: AsyncConnection, postings: list[Posting], codes:
             decided[row.id] = Outcome(row.id, row.tracekey, Code(row.code))
             counted_print[row.id] = row.fingerprint
 
-    results, reused = [], {}
-    for posting, content in zip(postings, prints):
-        counted = counted_print[posting.id]
-        # Outcomes recorded before FLOW hashed content in SQL carry the older Python fingerprint.
-        if content == counted or (posting.id in seen_before and fingerprint(posting) == counted):
+    results: list[Outcome] = []
+    reused: dict[Outcome, None] = {}
+    for posting, content in zip(postings, prints, strict=True):
+        if same_content(counted_print[posting.id], posting, content):  # older outcomes: in an older form
             results.append(decided[posting.id])
         else:
             outcome = Outcome(posting.id, posting.tracekey, Code.ID_REUSED)
@@ -436,6 +589,12 @@ async def _settle_repeats(conn: AsyncConnection, postings: list[Posting], codes:
             results.append(outcome)
     # A redelivered posting's outcome was queued with its first delivery: only reuses are queued here.
     if reused:
-        await conn.execute(_QUEUE_CALLBACKS, {"ids": [o.id for o in reused], "tracekeys": [o.tracekey for o in reused],
-                                              "codes": [o.code.value for o in reused]})
+        await conn.execute(
+            _QUEUE_CALLBACKS,
+            {
+                "ids": [o.id for o in reused],
+                "tracekeys": [o.tracekey for o in reused],
+                "codes": [o.code.value for o in reused],
+            },
+        )
     return results

@@ -10,6 +10,7 @@ batch order (see apply.py for where this sits in a batch's work).
   for funds; a limit judges new debits only, so lowering it changes nothing already applied.
 """
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -45,41 +46,42 @@ class AccountState:
     balances: list[Decimal] = field(default_factory=list)  # each day's end-of-day balance
 
     def judge(self, debitcredit: str, amount: Decimal, dateref: date, forced: bool) -> Refusal | None:
-        """The refusal of this posting, or None: then it is applied, and this state moves with it."""
-        refusal = self._refusal(debitcredit, amount, dateref, forced)
-        if refusal is None:
-            self._move(dateref, amount if debitcredit == "C" else -amount)
-        return refusal
-
-    def _refusal(self, debitcredit: str, amount: Decimal, dateref: date, forced: bool) -> Refusal | None:
+        """The refusal of this posting, or None: then it is applied, and this state moves with it (its
+        balances matter only to a limit: without one, they are left as they are)."""
         if not self.registered:
             return Refusal(Code.ACCOUNT_UNKNOWN)
         if self.status == CLOSED:
             return Refusal(Code.ACCOUNT_CLOSED)
         if self.status == BLOCKED and (self.blockdebit if debitcredit == "D" else self.blockcredit):
             return Refusal(Code.ACCOUNT_BLOCKED_DEBITS if debitcredit == "D" else Code.ACCOUNT_BLOCKED_CREDITS)
-        if debitcredit == "C" or forced or self.limit is None:
+        limit = self.limit
+        if limit is None:
             return None
-        # The end-of-day balances this debit would move: its dateref's and every later day's.
-        moved = [(dateref, self._balance_at(dateref))] + [(d, b) for d, b in zip(self.days, self.balances) if d > dateref]
-        lowest = min(b for _, b in moved)
-        if lowest - amount >= -self.limit:
-            return None
-        available = lowest + self.limit
-        breakday = next(d for d, b in moved if b - amount < -self.limit)
+        days, balances = self.days, self.balances
+        at = bisect_left(days, dateref)  # its dateref's place: the end-of-day balances it moves are from there on
+        new_day = at == len(days) or days[at] != dateref  # no row on its dateref yet: it ends as the day before
+        before = balances[at - 1] if at else self.opening
+        if debitcredit == "D" and not forced:
+            lowest = min(balances[at:], default=before)
+            if new_day and before < lowest:
+                lowest = before
+            if lowest - amount < -limit:
+                return self._insufficient(amount, limit, dateref, at, new_day, before, lowest)
+        if new_day:
+            days.insert(at, dateref)
+            balances.insert(at, before)
+        signed = amount if debitcredit == "C" else -amount
+        for n in range(at, len(balances)):
+            balances[n] += signed
+        return None
+
+    def _insufficient(
+        self, amount: Decimal, limit: Decimal, dateref: date, at: int, new_day: bool, before: Decimal, lowest: Decimal
+    ) -> Refusal:
+        """R028 with its figures: what could have been debited, the shortfall, the first day that breaks."""
+        if new_day and before - amount < -limit:
+            breakday = dateref
+        else:
+            breakday = next(d for d, b in zip(self.days[at:], self.balances[at:], strict=True) if b - amount < -limit)
+        available = lowest + limit
         return Refusal(Code.INSUFFICIENT_FUNDS, available, amount - available, breakday)
-
-    def _balance_at(self, day: date) -> Decimal:
-        balance = self.opening
-        for d, b in zip(self.days, self.balances):
-            if d > day:
-                break
-            balance = b
-        return balance
-
-    def _move(self, dateref: date, signed: Decimal) -> None:
-        if dateref not in self.days:
-            at = sum(d < dateref for d in self.days)
-            self.balances.insert(at, self._balance_at(dateref))
-            self.days.insert(at, dateref)
-        self.balances = [b + signed if d >= dateref else b for d, b in zip(self.days, self.balances)]
