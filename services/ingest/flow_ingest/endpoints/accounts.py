@@ -15,8 +15,7 @@ from flow_rules.limits import ACCOUNT_PATTERN, BRANCH_PATTERN
 
 from ..accounts import AccountIn, AccountOut, AccountPatch, BlockIn, CloseIn
 from ..state import State
-from ._shared import Caller, errors
-from .transactions import ClientGrant
+from ._shared import Caller, ClientGrant, errors
 
 __all__ = ["router"]
 

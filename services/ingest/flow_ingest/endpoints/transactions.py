@@ -3,7 +3,7 @@ posting is recorded and published to FlowRequest before it is answered."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -19,20 +19,9 @@ from flow_rules.posting import PostingIn, validation_code
 from ..intake import Verdict
 from ..schemas import Accepted, BatchIn, BatchItem, BatchOut
 from ..state import IngestState, State
-from ._shared import Caller, errors
+from ._shared import Caller, ClientGrant, errors
 
 __all__ = ["router"]
-
-
-async def _grant(request: Request, state: State) -> Grant | None:
-    if state.entitlements is None:
-        return None
-    claims = getattr(request.state, "claims", None)
-    return state.entitlements.grant(claims and claims.client_id)
-
-
-# What the client may post; None when FLOW_ENTITLEMENTS is unset (no checks).
-ClientGrant = Annotated[Grant | None, Depends(_grant)]
 
 
 async def _accept(
