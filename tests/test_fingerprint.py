@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
+from flow_engine.message import decode
 from flow_kit.db import create_engine
 from flow_rules.codes import Code
 from flow_rules.fingerprint import first_form, fingerprint, same_content
@@ -100,8 +101,9 @@ async def test_outcomes_stored_in_either_form_tell_a_redelivery_from_a_reuse(db,
             "INSERT INTO flow.outcome (id, tracekey, fingerprint, code, dateref) VALUES (:id, :tracekey, :print, 'R000', "
             ":day)"), [{"id": p.id, "tracekey": p.tracekey, "print": form(p), "day": p.dateref} for p in (earlier, reused)])
     carried = earlier.model_copy(update={"fingerprint": fingerprint(earlier)})  # as ingest sends it now
-    outcomes = await apply(db, [earlier, reused.model_copy(update={"amount": Decimal("9.00")}), carried])
-    assert [o.code for o in outcomes] == [Code.APPLIED, Code.ID_REUSED, Code.APPLIED]
+    queued = decode(carried.model_dump_json())  # as the engine reads it off the queue: the fingerprint as text
+    outcomes = await apply(db, [earlier, reused.model_copy(update={"amount": Decimal("9.00")}), carried, queued])
+    assert [o.code for o in outcomes] == [Code.APPLIED, Code.ID_REUSED, Code.APPLIED, Code.APPLIED]
     assert await balance_rows(db) == {}  # the redeliveries changed nothing
 
 

@@ -141,11 +141,17 @@ def test_every_message_ingest_publishes_decodes_to_the_same_posting(message):
     {"branch": "0001\n"}, {"amount": "1.001"}, {"amount": "NaN"}, {"amount": "Infinity"}, {"amount": "0.00"},
     {"amount": "10000000000000"}, {"amount": "1E+13"}, {"description": "a\x00b"}, {"description": "x" * 201},
     {"eventcode": 0}, {"eventcode": 2**31}, {"debitcredit": "d"}, {"dateref": "2026-02-30"}, {"colour": "red"},
-    {"id": "not-a-uuid"},
+    {"id": "not-a-uuid"}, {"fingerprint": "not-a-uuid"}, {"fingerprint": "0E1C3B6A-7E2F-4C1A-9D3B-2F5E8A7C6B4D"},
+    {"fingerprint": "0e1c3b6a7e2f4c1a9d3b2f5e8a7c6b4d"}, {"fingerprint": "0e1c3b6a-7e2f-4c1a-9d3b-2f5e8a7c6b4d\n"},
 ])
 def test_the_engine_refuses_what_postgresql_or_the_rules_would(change):
     with pytest.raises(DecodeError):
         decode(json.dumps({**VALID, **change}))
+
+
+def test_the_fingerprint_is_kept_in_the_form_ingest_writes():
+    message = PostingMessage.model_validate({**VALID, "fingerprint": uuid.UUID(VALID["id"])})
+    assert decode(message.model_dump_json()).fingerprint == VALID["id"]
 
 
 def test_money_keeps_its_exact_value():

@@ -42,6 +42,7 @@ rejected with the rule's code (`refuse`) instead of applied.
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -569,7 +570,7 @@ async def _settle_repeats(
     """Outcomes for a batch holding ids seen before (redeliveries, reuses) or twice: the content that
     counts for an id is the one this batch recorded, else the one recorded earlier; a posting whose
     content differs from it gets ID_REUSED, announced every time it comes."""
-    prints = [p.fingerprint or fingerprint(p) for p in postings]
+    prints = [UUID(str(p.fingerprint)) if p.fingerprint else fingerprint(p) for p in postings]  # text when decoded
     decided = {postings[n].id: Outcome(postings[n].id, postings[n].tracekey, codes[n]) for n in owned}
     counted_print = {postings[n].id: prints[n] for n in owned}
     seen_before = {p.id for p in postings} - decided.keys()
