@@ -193,6 +193,39 @@ BEGIN
 END $$;
 
 --
+-- Name: lock_and_read_limits(bigint[], text, text, text, text, text); Type: FUNCTION; Schema: flow; Owner: -
+--
+
+CREATE FUNCTION flow.lock_and_read_limits(keys bigint[], branch_list text, account_list text, since_list text, debit_list text, limit_list text) RETURNS TABLE(place bigint, opening numeric, days date[], balances numeric[])
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_xact_lock(key) FROM unnest(keys) AS key;  -- in array order: the engine sorts the keys
+    RETURN QUERY
+    SELECT w.ord, o.opening, d.days, d.balances
+    FROM unnest(string_to_array(branch_list, chr(31)), string_to_array(account_list, chr(31)),
+                CAST(string_to_array(since_list, chr(31)) AS date[]),
+                CAST(string_to_array(debit_list, chr(31)) AS numeric[]),
+                CAST(string_to_array(limit_list, chr(31)) AS numeric[]))
+         WITH ORDINALITY AS w(branch, account, since, debits, overdraftlimit, ord)
+    CROSS JOIN LATERAL (
+        SELECT array_agg(b.dateref) AS days, array_agg(b.balance) AS balances, min(b.balance) AS lowest
+        FROM (SELECT b.dateref, b.accumulatedcredit - b.accumulateddebit AS balance
+              FROM flow.balance b
+              WHERE b.branch = w.branch AND b.account = w.account AND b.dateref >= w.since
+              ORDER BY b.dateref) b) d
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN d.days[1] IS DISTINCT FROM w.since THEN coalesce((
+                   SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
+                   WHERE b.branch = w.branch AND b.account = w.account AND b.dateref < w.since
+                   ORDER BY b.dateref DESC LIMIT 1), 0) END AS opening
+        OFFSET 0) o  -- (computed once, not again for the filter)
+    WHERE least(d.lowest, o.opening) - w.debits < -w.overdraftlimit;
+END $$;
+
+--
 -- Name: maintain_transaction_partitions(); Type: FUNCTION; Schema: flow; Owner: -
 --
 

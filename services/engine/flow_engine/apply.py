@@ -16,9 +16,10 @@ as columns (see _POSTINGS). Per batch:
    does the preparation of step 3b;
 3b. only when the batch has ruled accounts: judge their postings, each account's in batch order
    (account_rules.py), on the registry rows step 2 read (step 4 checks they still hold) and, for the
-   accounts whose debits a limit judges, on their day rows as they are now, under the locks. Those
-   are read only for the accounts a worst case could break (their lowest balance from the earliest
-   day the batch touches, less all the batch's debits on them, below -limit): the others pass every
+   accounts whose debits a limit judges, on their day rows as they are now, under the locks: read by
+   the statement that takes the locks (sql/0013), so no round trip is spent holding them. Those are
+   read only for the accounts a worst case could break (their lowest balance from the earliest day
+   the batch touches, less all the batch's debits on them, below -limit): the others pass every
    debit in any order. A posting refused there is written by step 4's statement: its outcome turned
    into the rejection (with its figures), its transaction row removed and its callback's code
    changed, all in this transaction, so nothing of it is ever seen applied;
@@ -39,12 +40,13 @@ whole, and the consumer isolates the posting that did (see consumer.py), which i
 rejected with the rule's code (`refuse`) instead of applied.
 """
 
+from collections.abc import Sequence
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flow_rules.account_rules import AccountState, Refusal
@@ -162,32 +164,12 @@ _LOCK_ACCOUNTS = text(
     "SELECT pg_advisory_xact_lock(key) FROM unnest(CAST(:keys AS bigint[])) AS key"
 )
 
-# Step 3b: the day rows of the accounts whose debits a limit judges, as they are under the locks: the
-# end-of-day balances from `since` (the earliest day the batch touches) on and, when `since` has no row,
-# the one before. Only for the accounts a worst case would break: their lowest balance from `since` on,
-# less every debit the batch has for them, below -limit. The others pass every debit whatever the
-# order (credits only raise balances), and need no judging. One index range scan per account, in date
-# order (array_agg keeps its input's order), and one more for `opening` only when needed.
-_RULED_STATE = text(
-    """SELECT w.ord, o.opening, d.days, d.balances
-       FROM unnest(string_to_array(:branch, chr(31)), string_to_array(:account, chr(31)),
-                   CAST(string_to_array(:since, chr(31)) AS date[]),
-                   CAST(string_to_array(:debits, chr(31)) AS numeric[]),
-                   CAST(string_to_array(:limits, chr(31)) AS numeric[]))
-            WITH ORDINALITY AS w(branch, account, since, debits, overdraftlimit, ord)
-       CROSS JOIN LATERAL (
-           SELECT array_agg(b.dateref) AS days, array_agg(b.balance) AS balances, min(b.balance) AS lowest
-           FROM (SELECT b.dateref, b.accumulatedcredit - b.accumulateddebit AS balance
-                 FROM flow.balance b
-                 WHERE b.branch = w.branch AND b.account = w.account AND b.dateref >= w.since
-                 ORDER BY b.dateref) b) d
-       CROSS JOIN LATERAL (
-           SELECT CASE WHEN d.days[1] IS DISTINCT FROM w.since THEN coalesce((
-                      SELECT b.accumulatedcredit - b.accumulateddebit FROM flow.balance b
-                      WHERE b.branch = w.branch AND b.account = w.account AND b.dateref < w.since
-                      ORDER BY b.dateref DESC LIMIT 1), 0) END AS opening
-           OFFSET 0) o  -- (computed once, not again for the filter)
-       WHERE least(d.lowest, o.opening) - w.debits < -w.overdraftlimit"""
+# Steps 3 and 3b in one round trip, for a batch with accounts whose debits a limit judges: the locks,
+# then those accounts' day rows as they are under them, for the accounts a worst case would break
+# (sql/0013). Its parameters are _Judging.state's.
+_LOCK_AND_READ_LIMITS = text(
+    """SELECT place, opening, days, balances
+       FROM flow.lock_and_read_limits(CAST(:keys AS bigint[]), :branch, :account, :since, :debits, :limits)"""
 )
 
 # Step 3b's refusals, written by step 4's statement (recorded as applied in step 2, now rejected): the
@@ -412,10 +394,14 @@ async def apply_batch(
         # Before the locks (they are held till commit): the day columns and what step 3b needs to know.
         days = _day_columns(postings, applied, recorded)
         judging = _judging(postings, applied, recorded, events) if recorded.ruled else None
-        await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
+        limited: Sequence[Row] = []
+        if judging and judging.read:  # the locks and the day rows a limit judges on, in one round trip
+            limited = (await conn.execute(_LOCK_AND_READ_LIMITS, {"keys": keys, **judging.state})).all()
+        else:
+            await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
         statement = _APPLY_DAYS
         if judging:
-            refused = await _judge_ruled(conn, postings, judging, events)
+            refused = _judge_ruled(postings, judging, limited, events)
             if refused:  # written by step 4's statement, which leaves them out of the day rows
                 days.update(_refusals(postings, codes, owned, judging, refused))
                 statement = _APPLY_DAYS_REFUSING
@@ -440,9 +426,9 @@ class _Judging(NamedTuple):
     """What step 3b needs, prepared before the locks from step 2's answer (see _RECORD)."""
 
     states: dict[str, AccountState]  # "branch<US>account" -> judged on its registry row alone (its status)
-    read: list[str]  # the accounts whose day rows _RULED_STATE reads, in the order of its parameters
+    read: list[str]  # the accounts whose day rows _LOCK_AND_READ_LIMITS reads, in the order of its parameters
     limits: list[str]  # their limits, in that order
-    state: dict  # _RULED_STATE's parameters
+    state: dict  # _LOCK_AND_READ_LIMITS's parameters (the keys apart)
     postings: dict[str, list[int]]  # the applied postings of the accounts in `states` and `read` (batch order)
     places: dict[int, int]  # every applied posting's place among the day columns (from 1)
 
@@ -450,7 +436,7 @@ class _Judging(NamedTuple):
 def _judging(postings: list[Posting], applied: list[int], recorded, events: dict[int, EventFlags]) -> _Judging:
     """Of step 2's ruled accounts, those step 3b judges: the ones with a status other than active (on their
     registry row), and those a limit judges with a debit it judges, not forced (on their day rows too,
-    from the earliest day the batch touches, with the sum of all the batch's debits for _RULED_STATE's
+    from the earliest day the batch touches, with the sum of all the batch's debits for _LOCK_AND_READ_LIMITS's
     worst case). Active accounts with a limit that the batch only credits need no judging."""
     ruled = {
         entry[1:]: (entry[0], row)  # "branch<US>account" -> (kind, registry row)
@@ -512,16 +498,16 @@ def _judging(postings: list[Posting], applied: list[int], recorded, events: dict
     )
 
 
-async def _judge_ruled(
-    conn: AsyncConnection, postings: list[Posting], judging: _Judging, events: dict[int, EventFlags]
+def _judge_ruled(
+    postings: list[Posting], judging: _Judging, limited: Sequence[Row], events: dict[int, EventFlags]
 ) -> dict[int, Refusal]:
     """Step 3b: the refusals among the judged accounts' postings, each account's in batch order (an
     account's refusals depend on its own postings alone), under the locks. Statuses are judged on the
-    registry rows step 2 read (step 4 checks they still hold); limits on the day rows _RULED_STATE reads,
+    registry rows step 2 read (step 4 checks they still hold); limits on the day rows read with the locks,
     for the accounts a worst case could break: every other debit passes."""
     states = dict(judging.states)
     if judging.read:
-        for place, opening, days, balances in await conn.execute(_RULED_STATE, judging.state):
+        for place, opening, days, balances in limited:
             status = states.get(key := judging.read[place - 1])  # None: active
             states[key] = AccountState(
                 registered=True,
