@@ -166,6 +166,37 @@ async def test_an_admin_change_that_wins_the_race_to_the_lock_makes_the_batch_tr
     assert await codes(db, batch) == ["R028"]  # tried again: judged under the lock
 
 
+@pytest.mark.parametrize(("change", "retried", "decided"), [
+    ("UPDATE flow.account SET overdraftlimit = 10 WHERE account = 'R2'", True, "R028"),  # lowered: judged anew
+    ("UPDATE flow.account SET status = 'blocked', blockdebit = true WHERE account = 'R2'", True, "R025"),
+    ("UPDATE flow.account SET overdraftlimit = 500 WHERE account = 'R3'", False, "R000"),  # another account's
+])
+async def test_a_ruled_accounts_change_that_wins_the_race_to_the_lock(db, change, retried, decided):
+    """A batch judges a ruled account on the registry row it read in step 2, and the day rows it reads
+    with the locks. A change to that row committed before the batch gets the lock makes it try again;
+    a change to another account's row (the registry's version moves too) does not."""
+    accounts = AccountRegistry(db)
+    await accounts.open("0001", "R2", limit=D("100.00"))
+    await accounts.open("0001", "R3", limit=D("0.00"))
+    holder = await db.connect()
+    await holder.begin()
+    await holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": account_lock_key("0001", "R2")})
+    batch = [posting("R2", "50.00", "D")]
+    racing = asyncio.create_task(apply(db, batch))
+    await asyncio.sleep(0.5)  # the batch records its outcome and reads the registry, then waits for the lock
+    await holder.execute(text(change))
+    await holder.commit()
+    await holder.close()
+    if retried:
+        with pytest.raises(DBAPIError) as raised:
+            await racing
+        assert is_transient(raised.value)
+        assert await balance_rows(db) == {}  # the failed batch changed nothing
+        assert await codes(db, batch) == [decided]  # tried again: judged on the row as it is now
+    else:
+        assert [o.code.value for o in await racing] == [decided]
+
+
 async def test_a_refused_posting_redelivered_stays_refused_and_an_applied_one_applied(db):
     await AccountRegistry(db).open("0001", "L6", limit=D("0.00"))
     first = [posting("L6", "5.00", "D"), posting("L6", "5.00", "C")]

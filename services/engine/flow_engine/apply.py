@@ -12,8 +12,8 @@ as columns (see _POSTINGS). Per batch:
    recorded as applied for now;
 3. lock the applied postings' accounts (advisory locks, taken in one global order, so parallel
    engines never deadlock and two batches of one account move its balances one after the other).
-   Steps 1-2 take no account lock, so batches sharing accounts do that work side by side, and so
-   does the preparation of step 3b;
+   Steps 1-2 take no account lock, so batches sharing accounts do that work side by side, and step 2
+   also sums up, per ruled account, what step 3b judges on;
 3b. only when the batch has ruled accounts: judge their postings, each account's in batch order
    (account_rules.py), on the registry rows step 2 read (step 4 checks they still hold) and, for the
    accounts whose debits a limit judges, on their day rows as they are now, under the locks: read by
@@ -43,14 +43,14 @@ rejected with the rule's code (`refuse`) instead of applied.
 from collections.abc import Sequence
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flow_rules.account_rules import AccountState, Refusal
-from flow_rules.accounts import ACTIVE, CLOSED, account_lock_key
+from flow_rules.accounts import ACTIVE, account_lock_key
 from flow_rules.codes import Code
 from flow_rules.fingerprint import canonical_details, fingerprint, same_content
 from flow_rules.judge import EventFlags, judge
@@ -106,7 +106,10 @@ _REGISTRY_ROW = (
 # recorded, its outbox row, the ruled accounts (`ruled`: "<kind>branch<US>account", <RS> between them;
 # kind S: a status other than active, or no row when unknown accounts are refused; L: active with a
 # limit) with their registry rows in the same order (`registry`, see _REGISTRY_ROW), and the registry's
-# version (sql/0011), read in the same snapshot as the rows.
+# version (sql/0011), read in the same snapshot as the rows; and what step 3b judges on, so the engine
+# prepares nothing for it: the S accounts (`status_keys`, "branch<US>account") with their rows
+# (`status_rows`), and the accounts whose debits a limit judges (`limited_*`, <US>-separated, as
+# _LOCK_AND_READ_LIMITS takes them).
 _RECORD = text(
     f"""WITH posting AS (
            SELECT p.*,
@@ -134,22 +137,36 @@ _RECORD = text(
            SELECT array_agg(id), array_agg(tracekey), array_agg(code)  -- in batch order: one sort for the three
            FROM (SELECT id, tracekey, code FROM owned ORDER BY ord) o HAVING count(*) > 0
            RETURNING seq),
-       ruled AS (  -- accounts with a rule for step 3b; none in the usual batch. L: active with a limit only.
+       ruled AS (  -- accounts with a rule; none in the usual batch. L: active with a limit only. With what step 3b
+                   -- needs of each: the earliest day the batch touches, the sum of its debits, and whether a limit
+                   -- judges one of them (`judged`: a debit whose event is not forced, as :forced lists them).
                    -- One index probe per account (OFFSET 0 keeps it one): never a scan of the registry.
-           SELECT f.branch, f.account, coalesce(a.kind, CASE WHEN :reject_unknown THEN 'S' END) AS kind,
+           SELECT f.*, coalesce(a.kind, CASE WHEN :reject_unknown THEN 'S' END) AS kind,
                   a.status, a.blockdebit, a.blockcredit, a.overdraftlimit
-           FROM (SELECT DISTINCT branch, account FROM owned WHERE code = :applied) f
+           FROM (SELECT branch, account, min(dateref) AS since,
+                        coalesce(sum(amount) FILTER (WHERE debitcredit = 'D'), 0) AS debits,
+                        bool_or(debitcredit = 'D' AND eventcode <> ALL (CAST(:forced AS int[]))) AS judged
+                 FROM owned WHERE code = :applied GROUP BY branch, account) f
            LEFT JOIN LATERAL (
                SELECT CASE WHEN a.status <> 'active' THEN 'S' WHEN a.overdraftlimit IS NOT NULL THEN 'L' ELSE '' END
                       AS kind, a.status, a.blockdebit, a.blockcredit, a.overdraftlimit
                FROM flow.account a
                WHERE (SELECT EXISTS (SELECT FROM flow.account))  -- evaluated once: no registry, no probes
                  AND a.branch = f.branch AND a.account = f.account OFFSET 0) a ON true)
-       SELECT ARRAY(SELECT ord - 1 FROM owned) AS owned, (SELECT seq FROM announced) AS seq, r.ruled, r.registry,
+       SELECT ARRAY(SELECT ord - 1 FROM owned) AS owned, (SELECT seq FROM announced) AS seq, r.*, s.*, l.*,
               (SELECT version FROM flow.registry_version) AS registry_version
        FROM (SELECT string_agg(kind || branch || chr(31) || account, chr(30)) AS ruled,
                     string_agg(coalesce({_REGISTRY_ROW}, ''), chr(30)) AS registry
-             FROM ruled WHERE kind <> '') r"""
+             FROM ruled WHERE kind <> '') r,
+            (SELECT string_agg(branch || chr(31) || account, chr(30)) AS status_keys,
+                    string_agg(coalesce({_REGISTRY_ROW}, ''), chr(30)) AS status_rows
+             FROM ruled WHERE kind = 'S') s,
+            (SELECT string_agg(branch, chr(31)) AS limited_branch, string_agg(account, chr(31)) AS limited_account,
+                    string_agg(since::text, chr(31)) AS limited_since,
+                    string_agg(debits::text, chr(31)) AS limited_debits,
+                    string_agg(overdraftlimit::text, chr(31)) AS limited_limits
+             FROM ruled  -- where a limit judges a debit (not closed, not blocked for debits: those refuse it first)
+             WHERE judged AND overdraftlimit IS NOT NULL AND status <> 'closed' AND NOT blockdebit) l"""
 )
 
 _STORED_OUTCOMES = text("SELECT id, tracekey, fingerprint, code FROM flow.outcome WHERE id = ANY(CAST(:ids AS uuid[]))")
@@ -166,7 +183,7 @@ _LOCK_ACCOUNTS = text(
 
 # Steps 3 and 3b in one round trip, for a batch with accounts whose debits a limit judges: the locks,
 # then those accounts' day rows as they are under them, for the accounts a worst case would break
-# (sql/0013). Its parameters are _Judging.state's.
+# (sql/0013), taking step 2's `limited_*` as they are.
 _LOCK_AND_READ_LIMITS = text(
     """SELECT place, opening, days, balances
        FROM flow.lock_and_read_limits(CAST(:keys AS bigint[]), :branch, :account, :since, :debits, :limits)"""
@@ -384,6 +401,7 @@ async def apply_batch(
                 "code": _SEP.join(c.value for c in codes),
                 "applied": Code.APPLIED.value,
                 "reject_unknown": reject_unknown,
+                "forced": [code for code, event in events.items() if event.forced],
             },
         )
     ).one()
@@ -391,19 +409,17 @@ async def apply_batch(
     applied = [n for n in owned if codes[n] is Code.APPLIED]
     if applied:
         keys = sorted({account_lock_key(postings[n].branch, postings[n].account) for n in applied})
-        # Before the locks (they are held till commit): the day columns and what step 3b needs to know.
-        days = _day_columns(postings, applied, recorded)
-        judging = _judging(postings, applied, recorded, events) if recorded.ruled else None
+        days = _day_columns(postings, applied, recorded)  # before the locks: they are held till commit
         limited: Sequence[Row] = []
-        if judging and judging.read:  # the locks and the day rows a limit judges on, in one round trip
-            limited = (await conn.execute(_LOCK_AND_READ_LIMITS, {"keys": keys, **judging.state})).all()
+        if recorded.limited_branch:  # the locks and the day rows a limit judges on, in one round trip
+            limited = (await conn.execute(_LOCK_AND_READ_LIMITS, {"keys": keys, **_limited(recorded)})).all()
         else:
             await conn.execute(_LOCK_ACCOUNTS, {"keys": keys})
         statement = _APPLY_DAYS
-        if judging:
-            refused = _judge_ruled(postings, judging, limited, events)
+        if recorded.status_keys or limited:
+            refused = _judge_ruled(postings, applied, recorded, limited, events)
             if refused:  # written by step 4's statement, which leaves them out of the day rows
-                days.update(_refusals(postings, codes, owned, judging, refused))
+                days.update(_refusals(postings, codes, owned, applied, refused))
                 statement = _APPLY_DAYS_REFUSING
         await conn.execute(statement, days)
 
@@ -422,123 +438,73 @@ def _day_columns(postings: list[Posting], applied: list[int], recorded) -> dict:
     }
 
 
-class _Judging(NamedTuple):
-    """What step 3b needs, prepared before the locks from step 2's answer (see _RECORD)."""
-
-    states: dict[str, AccountState]  # "branch<US>account" -> judged on its registry row alone (its status)
-    read: list[str]  # the accounts whose day rows _LOCK_AND_READ_LIMITS reads, in the order of its parameters
-    limits: list[str]  # their limits, in that order
-    state: dict  # _LOCK_AND_READ_LIMITS's parameters (the keys apart)
-    postings: dict[str, list[int]]  # the applied postings of the accounts in `states` and `read` (batch order)
-    places: dict[int, int]  # every applied posting's place among the day columns (from 1)
-
-
-def _judging(postings: list[Posting], applied: list[int], recorded, events: dict[int, EventFlags]) -> _Judging:
-    """Of step 2's ruled accounts, those step 3b judges: the ones with a status other than active (on their
-    registry row), and those a limit judges with a debit it judges, not forced (on their day rows too,
-    from the earliest day the batch touches, with the sum of all the batch's debits for _LOCK_AND_READ_LIMITS's
-    worst case). Active accounts with a limit that the batch only credits need no judging."""
-    ruled = {
-        entry[1:]: (entry[0], row)  # "branch<US>account" -> (kind, registry row)
-        for entry, row in zip(recorded.ruled.split(_RS), recorded.registry.split(_RS), strict=True)
+def _limited(recorded) -> dict[str, str]:
+    return {
+        "branch": recorded.limited_branch,
+        "account": recorded.limited_account,
+        "since": recorded.limited_since,
+        "debits": recorded.limited_debits,
+        "limits": recorded.limited_limits,
     }
-    touched: dict[str, list] = {}  # key -> [positions, earliest day, debits, a debit a limit would judge]
-    places = {}
-    for place, n in enumerate(applied, 1):
-        places[n] = place
-        p = postings[n]
-        key = f"{p.branch}{_SEP}{p.account}"
-        if key not in ruled:
-            continue
-        if (account := touched.get(key)) is None:
-            account = touched[key] = [[], p.dateref, _ZERO, False]
-        account[0].append(n)
-        if p.dateref < account[1]:
-            account[1] = p.dateref
-        if p.debitcredit == "D":
-            account[2] += p.amount
-            account[3] = account[3] or not events[p.eventcode].forced
-    states, mine, read, limits, earliest, debited = {}, {}, [], [], [], []
-    for key, (positions, since, debits, judged) in touched.items():
-        kind, row = ruled[key]
-        if kind == "S":  # a status other than active, or no row
-            if not row:
-                states[key] = AccountState(registered=False)
-                mine[key] = positions
-                continue
-            status, blockdebit, blockcredit, limit = row.split(_SEP)
-            states[key] = AccountState(
-                registered=True, status=status, blockdebit=blockdebit == "1", blockcredit=blockcredit == "1"
-            )
-            mine[key] = positions
-            if status == CLOSED or blockdebit == "1":
-                continue  # its debits are refused before a limit could judge them
-        else:
-            limit = row.rpartition(_SEP)[2]
-        if limit and judged:
-            mine[key] = positions
-            read.append(key)
-            limits.append(limit)
-            earliest.append(since.isoformat())
-            debited.append(str(debits))
-    accounts = [key.split(_SEP) for key in read]
-    return _Judging(
-        states,
-        read,
-        limits,
-        {
-            "branch": _SEP.join(b for b, _ in accounts),
-            "account": _SEP.join(a for _, a in accounts),
-            "since": _SEP.join(earliest),
-            "debits": _SEP.join(debited),
-            "limits": _SEP.join(limits),
-        },
-        mine,
-        places,
-    )
 
 
 def _judge_ruled(
-    postings: list[Posting], judging: _Judging, limited: Sequence[Row], events: dict[int, EventFlags]
+    postings: list[Posting], applied: list[int], recorded, limited: Sequence[Row], events: dict[int, EventFlags]
 ) -> dict[int, Refusal]:
-    """Step 3b: the refusals among the judged accounts' postings, each account's in batch order (an
-    account's refusals depend on its own postings alone), under the locks. Statuses are judged on the
-    registry rows step 2 read (step 4 checks they still hold); limits on the day rows read with the locks,
-    for the accounts a worst case could break: every other debit passes."""
-    states = dict(judging.states)
-    if judging.read:
+    """Step 3b: the refusals, by the refused postings' places among the day columns (from 1), each
+    account's postings judged in batch order (an account's refusals depend on its own postings alone),
+    under the locks. Statuses are judged on the registry rows step 2 read (step 4 checks they still
+    hold); limits on the day rows read with the locks, for the accounts a worst case could break:
+    every other debit passes."""
+    states: dict[tuple[str, str], AccountState] = {}
+    if recorded.status_keys:
+        for key, row in zip(recorded.status_keys.split(_RS), recorded.status_rows.split(_RS), strict=True):
+            branch, account = key.split(_SEP)
+            if not row:
+                states[branch, account] = AccountState(registered=False)
+                continue
+            status, blockdebit, blockcredit, _ = row.split(_SEP)
+            states[branch, account] = AccountState(
+                registered=True, status=status, blockdebit=blockdebit == "1", blockcredit=blockcredit == "1"
+            )
+    if limited:
+        branches, accounts = recorded.limited_branch.split(_SEP), recorded.limited_account.split(_SEP)
+        limits = recorded.limited_limits.split(_SEP)
         for place, opening, days, balances in limited:
-            status = states.get(key := judging.read[place - 1])  # None: active
+            key = (branches[place - 1], accounts[place - 1])
+            status = states.get(key)  # None: active
             states[key] = AccountState(
                 registered=True,
                 status=status.status if status else ACTIVE,
                 blockcredit=status.blockcredit if status else False,
-                limit=Decimal(judging.limits[place - 1]),
+                limit=Decimal(limits[place - 1]),
                 opening=_ZERO if opening is None else opening,
                 days=days or [],
                 balances=balances or [],
             )
     refused: dict[int, Refusal] = {}
-    for key, state in states.items():
-        for n in judging.postings[key]:
+    if states:
+        for place, n in enumerate(applied, 1):
             p = postings[n]
-            refusal = state.judge(p.debitcredit, p.amount, p.dateref, events[p.eventcode].forced)
-            if refusal is not None:
-                refused[n] = refusal
+            if (state := states.get((p.branch, p.account))) is not None:
+                refusal = state.judge(p.debitcredit, p.amount, p.dateref, events[p.eventcode].forced)
+                if refusal is not None:
+                    refused[place] = refusal
     return refused
 
 
 def _refusals(
-    postings: list[Posting], codes: list[Code], owned: list[int], judging: _Judging, refused: dict[int, Refusal]
+    postings: list[Posting], codes: list[Code], owned: list[int], applied: list[int], refused: dict[int, Refusal]
 ) -> dict:
-    """Step 3b's refusals as _APPLY_DAYS_REFUSING takes them (`skipped`: their places among the day
-    columns); `codes` takes their codes."""
-    for n, refusal in refused.items():
+    """Step 3b's refusals (by place among the day columns) as _APPLY_DAYS_REFUSING takes them
+    (`skipped`: those places); `codes` takes their codes."""
+    refusing = [applied[place - 1] for place in refused]
+    for n, refusal in zip(refusing, refused.values(), strict=True):
         codes[n] = refusal.code
     refusals = refused.values()
-    days = [postings[n].dateref for n in refused]
+    days = [postings[n].dateref for n in refusing]
     return {
-        "refused": [postings[n].id for n in refused],
+        "refused": [postings[n].id for n in refusing],
         "refused_from": min(days),
         "refused_to": max(days),
         "refused_code": [r.code.value for r in refusals],
@@ -546,7 +512,7 @@ def _refusals(
         "shortfall": [r.shortfall for r in refusals],
         "breakday": [r.breakday for r in refusals],
         "codes": _SEP.join(codes[n].value for n in owned),
-        "skipped": [judging.places[n] for n in refused],
+        "skipped": list(refused),
     }
 
 
