@@ -205,6 +205,7 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
     """One engine process: `pollers` appliers taking `batch` raw queue bodies at a time, as the
     consumer does (parse, apply in one transaction with retries on transient faults). Reports its
     peak RSS and the CPU time it spent applying."""
+    from flow_engine.app import freeze_startup_objects
     from flow_engine.consumer import Consumer
     from flow_engine.settings import EngineSettings
     from flow_kit.db import create_engine
@@ -218,6 +219,7 @@ def _engine_worker(url: str, bodies: list[str], pollers: int, batch: int, ready,
         consumer = Consumer(settings, db, sqs_client=None)
         async with db.connect() as conn:  # warm the pool
             await conn.exec_driver_sql("SELECT 1")
+        freeze_startup_objects()  # as the engine does once started
         chunks = [bodies[n:n + batch] for n in range(0, len(bodies), batch)]
         ready.set()
         go.wait()
