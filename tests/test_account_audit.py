@@ -14,10 +14,9 @@ from flow_engine.apply import apply_batch
 from flow_ingest.accounts import AccountRegistry
 from flow_kit.db import create_engine
 from flow_kit.errors import FlowError
-from flow_kit.migrations import asyncpg_dsn
 from flow_rules.codes import Code
+from tests.app_role import connected_as_app_role
 from tests.engine_helpers import posting
-from tools.devstack.approle import grant_sql, login_sql, new_password
 
 _TRAIL = text("""SELECT change, callersub, callerclient, tracekey, reason, before, after FROM flow.account_audit
                  WHERE branch = :branch AND account = :account ORDER BY id""")
@@ -82,41 +81,23 @@ async def test_changes_outside_the_admin_api_are_audited_too(db):
 async def test_the_app_role_cannot_rewrite_the_account_trail(stack, fresh_database):
     """With flow_app's grants (SELECT, INSERT, UPDATE, DELETE on every table), on a database and a role
     of the test's own: its registry changes are audited; the trail is not rewritten, deleted nor truncated."""
-    name, password = f"t_{uuid.uuid4().hex[:10]}", new_password()
-    database = fresh_database.rsplit("/", 1)[1]
-    superuser = await asyncpg.connect(asyncpg_dsn(fresh_database))
-    try:
-        await superuser.execute(grant_sql(name, database))
-        await superuser.execute(login_sql(password, name))
-        conn = await asyncpg.connect(host="127.0.0.1", port=stack.postgres.port, user=name, password=password,
-                                     database=database)
-        try:
-            assert await conn.fetchval("SELECT has_table_privilege('flow.account_audit', 'SELECT, UPDATE, DELETE')")
-            async with conn.transaction():
-                await conn.execute("SELECT set_config('flow.caller_sub', 'alice', true), "
-                                   "set_config('flow.caller_client', 'console', true), "
-                                   "set_config('flow.account_change', 'block', true)")
-                await conn.execute("INSERT INTO flow.account (branch, account, tracekey, updatetracekey) "
-                                   "VALUES ('0001', 'P1', gen_random_uuid(), gen_random_uuid())")
-                await conn.execute("UPDATE flow.account SET status = 'blocked', blockcredit = true, reason = 'r' "
-                                   "WHERE account = 'P1'")
-            rows = await conn.fetch("SELECT change, callersub, callerclient, reason, after FROM flow.account_audit "
-                                    "WHERE account = 'P1' ORDER BY id")
-            assert [tuple(r)[:4] for r in rows] == [("open", "alice", "console", None),
-                                                    ("block", "alice", "console", "r")]
-            assert json.loads(rows[1]["after"]) == {"status": "blocked", "blockcredit": True}
-            for rewrite in ("UPDATE flow.account_audit SET callersub = 'mallory'", "DELETE FROM flow.account_audit",
-                            "TRUNCATE flow.account_audit"):
-                with pytest.raises(asyncpg.PostgresError, match="append-only|permission denied"):
-                    await conn.execute(rewrite)
-            assert await conn.fetchval("SELECT count(*) FROM flow.account_audit WHERE account = 'P1'") == 2
-        finally:
-            await conn.close()
-    finally:
-        await superuser.execute(f"DROP OWNED BY {name}")
-        await superuser.close()
-        cleanup = await asyncpg.connect(asyncpg_dsn(stack.database_url))
-        try:
-            await cleanup.execute(f"DROP ROLE {name}")
-        finally:
-            await cleanup.close()
+    async with connected_as_app_role(stack, fresh_database) as conn:
+        assert await conn.fetchval("SELECT has_table_privilege('flow.account_audit', 'SELECT, UPDATE, DELETE')")
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('flow.caller_sub', 'alice', true), "
+                               "set_config('flow.caller_client', 'console', true), "
+                               "set_config('flow.account_change', 'block', true)")
+            await conn.execute("INSERT INTO flow.account (branch, account, tracekey, updatetracekey) "
+                               "VALUES ('0001', 'P1', gen_random_uuid(), gen_random_uuid())")
+            await conn.execute("UPDATE flow.account SET status = 'blocked', blockcredit = true, reason = 'r' "
+                               "WHERE account = 'P1'")
+        rows = await conn.fetch("SELECT change, callersub, callerclient, reason, after FROM flow.account_audit "
+                                "WHERE account = 'P1' ORDER BY id")
+        assert [tuple(r)[:4] for r in rows] == [("open", "alice", "console", None),
+                                                ("block", "alice", "console", "r")]
+        assert json.loads(rows[1]["after"]) == {"status": "blocked", "blockcredit": True}
+        for rewrite in ("UPDATE flow.account_audit SET callersub = 'mallory'", "DELETE FROM flow.account_audit",
+                        "TRUNCATE flow.account_audit"):
+            with pytest.raises(asyncpg.PostgresError, match="append-only|permission denied"):
+                await conn.execute(rewrite)
+        assert await conn.fetchval("SELECT count(*) FROM flow.account_audit WHERE account = 'P1'") == 2

@@ -14,10 +14,9 @@ from sqlalchemy import text
 from flow_engine.apply import apply_batch
 from flow_engine.message import decode
 from flow_kit.db import create_engine
-from flow_kit.migrations import asyncpg_dsn
 from flow_rules.posting import Caller
+from tests.app_role import connected_as_app_role
 from tests.engine_helpers import posting
-from tools.devstack.approle import grant_sql, login_sql, new_password
 
 CLIENT = "flow-dev"  # the dev issuer's client: its tokens' azp
 
@@ -77,51 +76,30 @@ async def test_catalogue_changes_leave_audit_rows_with_before_after_and_the_call
     assert (after2["description"], after2["active"], after2["code"]) == ("Audited 2", False, code)
 
 
-async def _as(name: str, password: str, port: int, database: str) -> asyncpg.Connection:
-    return await asyncpg.connect(host="127.0.0.1", port=port, user=name, password=password, database=database)
-
-
 async def test_the_app_role_cannot_rewrite_the_catalogue_audit(stack, fresh_database):
     """With flow_app's grants (SELECT, INSERT, UPDATE, DELETE on every table), on a database and a role
     of the test's own: its catalogue changes are audited, with the caller it names; the trail is not
     rewritten, deleted nor truncated."""
-    name, password = f"t_{uuid.uuid4().hex[:10]}", new_password()
-    database = fresh_database.rsplit("/", 1)[1]
-    superuser = await asyncpg.connect(asyncpg_dsn(fresh_database))
-    try:
-        await superuser.execute(grant_sql(name, database))
-        await superuser.execute(login_sql(password, name))
-        conn = await _as(name, password, stack.postgres.port, database)
-        try:
-            assert await conn.fetchval("SELECT has_table_privilege('flow.event_audit', 'UPDATE, DELETE')")
-            async with conn.transaction():
-                await conn.execute("SELECT set_config('flow.caller_sub', 'alice', true), "
-                                   "set_config('flow.caller_client', 'console', true)")
-                await conn.execute("INSERT INTO flow.event (code, description) VALUES (900, 'Audit me')")
-                await conn.execute("UPDATE flow.event SET active = false WHERE code = 900")
-            await conn.execute("UPDATE flow.event SET description = 'Nobody named' WHERE code = 900")
-            rows = await conn.fetch("SELECT callersub, callerclient, before, after FROM flow.event_audit "
-                                    "WHERE code = 900 ORDER BY id")
-            assert [(r["callersub"], r["callerclient"]) for r in rows] == [("alice", "console")] * 2 + [(None, None)]
-            assert rows[0]["before"] is None and json.loads(rows[0]["after"])["active"] is True
-            assert json.loads(rows[1]["before"])["active"] is True and json.loads(rows[1]["after"])["active"] is False
-            assert json.loads(rows[2]["after"])["description"] == "Nobody named"
-            for rewrite in ("UPDATE flow.event_audit SET callersub = 'mallory'", "DELETE FROM flow.event_audit",
-                            "TRUNCATE flow.event_audit"):
-                with pytest.raises(asyncpg.PostgresError, match="append-only|permission denied"):
-                    await conn.execute(rewrite)
-            assert await conn.fetchval("SELECT count(*) FROM flow.event_audit WHERE code = 900") == 3
-            assert await conn.fetchval("SELECT count(*) FROM flow.event_audit WHERE callersub = 'mallory'") == 0
-        finally:
-            await conn.close()
-    finally:
-        await superuser.execute(f"DROP OWNED BY {name}")
-        await superuser.close()
-        cleanup = await asyncpg.connect(asyncpg_dsn(stack.database_url))
-        try:
-            await cleanup.execute(f"DROP ROLE {name}")
-        finally:
-            await cleanup.close()
+    async with connected_as_app_role(stack, fresh_database) as conn:
+        assert await conn.fetchval("SELECT has_table_privilege('flow.event_audit', 'UPDATE, DELETE')")
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('flow.caller_sub', 'alice', true), "
+                               "set_config('flow.caller_client', 'console', true)")
+            await conn.execute("INSERT INTO flow.event (code, description) VALUES (900, 'Audit me')")
+            await conn.execute("UPDATE flow.event SET active = false WHERE code = 900")
+        await conn.execute("UPDATE flow.event SET description = 'Nobody named' WHERE code = 900")
+        rows = await conn.fetch("SELECT callersub, callerclient, before, after FROM flow.event_audit "
+                                "WHERE code = 900 ORDER BY id")
+        assert [(r["callersub"], r["callerclient"]) for r in rows] == [("alice", "console")] * 2 + [(None, None)]
+        assert rows[0]["before"] is None and json.loads(rows[0]["after"])["active"] is True
+        assert json.loads(rows[1]["before"])["active"] is True and json.loads(rows[1]["after"])["active"] is False
+        assert json.loads(rows[2]["after"])["description"] == "Nobody named"
+        for rewrite in ("UPDATE flow.event_audit SET callersub = 'mallory'", "DELETE FROM flow.event_audit",
+                        "TRUNCATE flow.event_audit"):
+            with pytest.raises(asyncpg.PostgresError, match="append-only|permission denied"):
+                await conn.execute(rewrite)
+        assert await conn.fetchval("SELECT count(*) FROM flow.event_audit WHERE code = 900") == 3
+        assert await conn.fetchval("SELECT count(*) FROM flow.event_audit WHERE callersub = 'mallory'") == 0
 
 
 async def test_an_old_message_without_a_caller_still_decodes_and_applies(fresh_database):

@@ -47,40 +47,33 @@ class Content(Protocol):
 
 
 def fingerprint(posting: Content) -> UUID:
-    """The posting's fingerprint, in the current form. The fields are joined by the unit separator
-    (\\x1f); an absent description or details is the record separator (\\x1e), a present one follows
-    "=", so no two contents join alike."""
-    content = "\x1f".join(
-        (
-            posting.branch,
-            posting.account,
-            str(posting.amount.quantize(_CENTS)),
-            posting.debitcredit,
-            str(posting.eventcode),
-            "\x1e" if posting.description is None else "=" + posting.description,
-            "\x1e" if posting.details is None else "=" + canonical_details(posting.details),
-            posting.dateref.isoformat(),
-        )
-    )
-    return UUID(hex=hashlib.md5(content.encode(), usedforsecurity=False).hexdigest())
+    """The posting's fingerprint, in the current form. An absent description or details is the record
+    separator (\\x1e), a present one follows "=", so no two contents join alike."""
+    description = "\x1e" if posting.description is None else "=" + posting.description
+    details = "\x1e" if posting.details is None else "=" + canonical_details(posting.details)
+    return UUID(hex=hashlib.md5(_joined(posting, description, details), usedforsecurity=False).hexdigest())
 
 
 def first_form(posting: Content) -> UUID:
     """The fingerprint in its first form, which the oldest stored values hold."""
-    details = "" if posting.details is None else json.dumps(posting.details, sort_keys=True, separators=(",", ":"))
-    content = "\x1f".join(
-        (
-            posting.branch,
-            posting.account,
-            str(posting.amount.quantize(_CENTS)),
-            posting.debitcredit,
-            str(posting.eventcode),
-            "\x00" if posting.description is None else posting.description,
-            details,
-            posting.dateref.isoformat(),
-        )
+    description = "\x00" if posting.description is None else posting.description
+    details = "" if posting.details is None else canonical_details(posting.details)
+    return UUID(bytes=hashlib.blake2b(_joined(posting, description, details), digest_size=16).digest())
+
+
+def _joined(posting: Content, description: str, details: str) -> bytes:
+    """The content as both forms hash it: its fields joined by the unit separator (\\x1f)."""
+    fields = (
+        posting.branch,
+        posting.account,
+        str(posting.amount.quantize(_CENTS)),
+        posting.debitcredit,
+        str(posting.eventcode),
+        description,
+        details,
+        posting.dateref.isoformat(),
     )
-    return UUID(bytes=hashlib.blake2b(content.encode(), digest_size=16).digest())
+    return "\x1f".join(fields).encode()
 
 
 def same_content(stored: UUID, posting: Content, current: UUID | None = None) -> bool:
